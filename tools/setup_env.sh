@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Create (or update) the project's virtual environment in ./.venv and install the tested stack.
+#
+# Idempotent: every step checks whether its result is already there, so on a ready environment the
+# script only re-checks versions and prints the environment report (a few seconds). pip's cache is
+# used throughout, so a rebuilt mmcv wheel is reused on the next fresh clone.
+#
+# Traps handled (see README "Environment"):
+#  * torch / torchvision are pinned with arbitrary equality (===) so pip takes the standard builds
+#    and not a local CPU-only "+cpu" torch, with which torchvision's C++ ops fail to register.
+#  * mmcv 2.1.0 is built from source against the installed torch (no build isolation) with a
+#    setuptools that still ships pkg_resources; a current setuptools is restored afterwards.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+VENV="${ROPEVIT_VENV:-$ROOT/.venv}"
+PY_BOOT="${PYTHON:-python3}"
+
+TORCH_SPEC="torch===2.13.0"
+TORCHVISION_SPEC="torchvision===0.28.0"
+MMCV_VERSION="2.1.0"
+
+log() { printf '[setup] %s\n' "$*"; }
+
+if [ ! -x "$VENV/bin/python" ]; then
+    log "creating virtual environment at $VENV"
+    "$PY_BOOT" -m venv "$VENV"
+    "$VENV/bin/python" -m pip install --quiet --upgrade "pip>=24"
+fi
+PY="$VENV/bin/python"
+PIP=("$PY" -m pip --disable-pip-version-check)
+
+have() {  # have <dist> <version>: true when the exact distribution version is installed
+    "$PY" - "$1" "$2" <<'PYEOF'
+import sys
+from importlib.metadata import version, PackageNotFoundError
+try:
+    ok = version(sys.argv[1]).split('+')[0] == sys.argv[2]
+except PackageNotFoundError:
+    ok = False
+sys.exit(0 if ok else 1)
+PYEOF
+}
+
+torch_ok() {  # the standard torch build, with torchvision's ops registered
+    "$PY" -c "import torch, torchvision; assert '+cpu' not in torch.__version__; torchvision.ops.nms" \
+        >/dev/null 2>&1
+}
+
+if ! (have torch 2.13.0 && have torchvision 0.28.0 && torch_ok); then
+    log "installing $TORCH_SPEC and $TORCHVISION_SPEC (standard builds)"
+    "${PIP[@]}" install "$TORCH_SPEC" "$TORCHVISION_SPEC"
+fi
+
+if ! (have mmcv "$MMCV_VERSION" && "$PY" -c "from mmcv.ops import nms" >/dev/null 2>&1); then
+    log "building mmcv $MMCV_VERSION with its ops against the installed torch (about 10 minutes the first time)"
+    "${PIP[@]}" install "setuptools<70" wheel ninja packaging -c "$ROOT/requirements/tested.txt" mmengine
+    MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${PIP[@]}" install --no-build-isolation "mmcv==$MMCV_VERSION"
+    log "restoring a current setuptools"
+    "${PIP[@]}" install --upgrade "setuptools>=77.0.3"
+fi
+
+# Everything else comes from pyproject.toml (editable install with the extras used by the tests), held to the
+# tested versions by requirements/tested.txt, which also keeps pip from replacing the torch build chosen above.
+CONSTRAINTS="$ROOT/requirements/tested.txt"
+STAMP="$VENV/.ropevit-dense-install"
+WANT="$(cat "$ROOT/pyproject.toml" "$CONSTRAINTS" | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! "$PY" -c "import ropevit_dense" >/dev/null 2>&1; then
+    log "installing ropevit-dense (editable) with extras mmdet, mmseg, dev"
+    "${PIP[@]}" install -c "$CONSTRAINTS" -e "$ROOT[mmdet,mmseg,dev]"
+    echo "$WANT" > "$STAMP"
+fi
+
+log "environment report"
+"$PY" -m ropevit_dense.env
