@@ -1,0 +1,300 @@
+"""RoPE-ViT backbone for dense prediction.
+
+The DeiT-III LayerScale ViT of the RoPE-ViT checkpoints (Heo et al., "Rotary Position Embedding for Vision
+Transformer", ECCV 2024, https://github.com/naver-ai/rope-vit), arranged as a ViTDet backbone (Li et al., "Exploring
+Plain Vision Transformer Backbones for Object Detection", ECCV 2022): window attention in most blocks, global
+attention in a few, at any input size.
+
+RoPE positions are the integer coordinates of the actual token grid (extrapolation) by default. Window blocks use
+window-local coordinates, which gives exactly the attention of global coordinates because RoPE only sees
+position differences.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from typing import Literal, Optional
+
+import torch
+import torch.nn.functional as F
+from timm.layers import DropPath, Mlp
+from torch import nn
+from torch.utils.checkpoint import checkpoint
+
+from ..layers import Attention, PatchEmbed, pad_to_multiple, padding_key_mask, window_partition, window_unpartition
+from ..rope import DEFAULT_THETA, AxialRoPE, MixedRoPE, RopeTable, check_rope_type, grid_coords
+from ..rope.grid import POSITION_MODES
+
+VIT_PRESETS: dict[str, dict[str, int]] = {
+    "s": dict(embed_dim=384, depth=12, num_heads=6),
+    "b": dict(embed_dim=768, depth=12, num_heads=12),
+    "l": dict(embed_dim=1024, depth=24, num_heads=16),
+}
+
+
+class Block(nn.Module):
+    """Pre-norm transformer block with LayerScale, global or windowed.
+
+    Args:
+        dim (int): channels.
+        num_heads (int): heads.
+        mlp_ratio (float): hidden / input channels of the MLP.
+        qkv_bias (bool): qkv bias.
+        init_values (float | None): LayerScale init (``gamma_1`` / ``gamma_2``); None for no LayerScale.
+        drop_path (float): stochastic depth rate.
+        window_size (int): 0 for global attention, else the side of the attention windows in tokens.
+        rope (nn.Module | None): this block's own learnable RoPE (RoPE-Mixed), if any.
+    """
+
+    def __init__(
+        self,
+        *,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float,
+        qkv_bias: bool,
+        init_values: Optional[float],
+        drop_path: float,
+        window_size: int,
+        rope: Optional[nn.Module],
+    ) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.attn.rope = rope
+        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
+        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
+        if init_values is not None:
+            self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
+            self.gamma_2 = nn.Parameter(init_values * torch.ones(dim))
+        else:
+            self.gamma_1 = self.gamma_2 = None
+
+    def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeTable]) -> torch.Tensor:
+        if not self.window_size:
+            return self.attn(x, rope)
+        B, _, C = x.shape
+        w = self.window_size
+        spatial = pad_to_multiple(x.view(B, hw[0], hw[1], C), w)
+        padded_hw = spatial.shape[1:3]
+        mask = padding_key_mask(hw, w, B, device=x.device)
+        windows = self.attn(window_partition(spatial, w), rope, attn_mask=mask)
+        spatial = window_unpartition(windows, w, padded_hw)[:, : hw[0], : hw[1]]
+        return spatial.reshape(B, -1, C)
+
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeTable]) -> torch.Tensor:
+        """``x``: ``(B, N, C)`` (prefix tokens first, then the ``hw`` grid row-major) → ``(B, N, C)``."""
+        y = self._attend(self.norm1(x), hw, rope)
+        x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
+        y = self.mlp(self.norm2(x))
+        return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
+
+
+class RoPEViT(nn.Module):
+    """Plain ViT with 2D RoPE (axial or mixed), optional absolute position embedding, and ViTDet windows.
+
+    Args:
+        embed_dim (int): channels. Default: 768.
+        depth (int): blocks. Default: 12.
+        num_heads (int): heads. Default: 12.
+        patch_size (int): patch side. Default: 16.
+        in_chans (int): image channels. Default: 3.
+        pretrain_img_size (int): image side of pretraining; sets the APE grid and the reference grid of the
+            ``'interpolate'`` position mode. Default: 224.
+        mlp_ratio (float): MLP expansion. Default: 4.
+        qkv_bias (bool): qkv bias. Default: True.
+        init_values (float | None): LayerScale init; None disables LayerScale. Default: 1e-5.
+        drop_path_rate (float): stochastic depth, linearly increasing over blocks. Default: 0.
+        rope_type (str | None): ``'axial'``, ``'mixed'`` or None (no RoPE). Default: ``'mixed'``.
+        rope_theta (float | None): frequency base; None picks the reference value (100 axial, 10 mixed).
+        rope_position (str): ``'extrapolate'`` (integer coordinates of the actual grid) or ``'interpolate'``
+            (coordinates mapped onto the pretraining grid, EVA-02 style). Default: ``'extrapolate'``.
+        use_ape (bool): learnable absolute position embedding, bicubic-resized to each input's grid. Default: False.
+        ape_antialias (bool): resize the APE with PyTorch's antialiased bicubic (as timm; its cubic kernel uses
+            a = -0.5) instead of plain bicubic (a = -0.75, as the naver reference code). Default: True.
+        use_cls_token (bool | None): carry the cls token through the blocks (dropped from the outputs). None
+            picks True for all-global backbones and False for windowed ones; windowed backbones cannot keep it.
+        window_size (int): window side in tokens for the non-global blocks; 0 makes every block global.
+            Default: 0.
+        global_block_indexes (Sequence[int]): blocks with global attention when ``window_size > 0``. Default: ().
+        out_indices (Sequence[int]): blocks whose outputs are returned as NCHW maps. Default: last block.
+        frozen_stages (int): -1 trains everything; 0 freezes the patch embedding (and APE / cls); k > 0 also
+            freezes blocks ``0..k-1``. Default: -1.
+        with_cp (bool): activation checkpointing of the blocks during training. Default: False.
+    """
+
+    def __init__(
+        self,
+        *,
+        embed_dim: int = 768,
+        depth: int = 12,
+        num_heads: int = 12,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        pretrain_img_size: int = 224,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        init_values: Optional[float] = 1e-5,
+        drop_path_rate: float = 0.0,
+        rope_type: Optional[Literal["axial", "mixed"]] = "mixed",
+        rope_theta: Optional[float] = None,
+        rope_position: Literal["extrapolate", "interpolate"] = "extrapolate",
+        use_ape: bool = False,
+        ape_antialias: bool = True,
+        use_cls_token: Optional[bool] = None,
+        window_size: int = 0,
+        global_block_indexes: Sequence[int] = (),
+        out_indices: Optional[Sequence[int]] = None,
+        frozen_stages: int = -1,
+        with_cp: bool = False,
+    ) -> None:
+        super().__init__()
+        check_rope_type(rope_type)
+        if rope_position not in POSITION_MODES:
+            raise ValueError(f"unknown rope_position '{rope_position}'; expected one of {POSITION_MODES}")
+        if embed_dim % num_heads:
+            raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
+        head_dim = embed_dim // num_heads
+        if rope_type is not None and head_dim % 4:
+            raise ValueError(f"2D RoPE needs head_dim = embed_dim / num_heads divisible by 4, got {head_dim}")
+        if not isinstance(window_size, int) or window_size < 0:
+            raise ValueError(f"window_size must be an int >= 0 (0 = all blocks global), got {window_size!r}")
+        global_block_indexes = tuple(int(i) for i in global_block_indexes)
+        bad = [i for i in global_block_indexes if not 0 <= i < depth]
+        if bad:
+            raise ValueError(f"global_block_indexes {bad} out of range for depth={depth} (valid: 0..{depth - 1})")
+        out_indices = (depth - 1,) if out_indices is None else tuple(int(i) for i in out_indices)
+        bad = [i for i in out_indices if not 0 <= i < depth]
+        if bad or not out_indices:
+            raise ValueError(f"out_indices {list(out_indices)} must be non-empty and within 0..{depth - 1}")
+        if not -1 <= frozen_stages <= depth:
+            raise ValueError(f"frozen_stages must be in -1..{depth}, got {frozen_stages}")
+        windowed = window_size > 0 and len(set(global_block_indexes)) < depth
+        if use_cls_token is None:
+            use_cls_token = not windowed
+        if use_cls_token and windowed:
+            raise ValueError("a cls token cannot pass through window blocks: set use_cls_token=False "
+                             "(ViTDet-style backbones drop it) or window_size=0")
+
+        self.embed_dim, self.depth, self.num_heads, self.patch_size = embed_dim, depth, num_heads, patch_size
+        self.pretrain_grid = (pretrain_img_size // patch_size, pretrain_img_size // patch_size)
+        self.rope_type, self.rope_position = rope_type, rope_position
+        self.out_indices, self.frozen_stages, self.with_cp = out_indices, frozen_stages, with_cp
+        self.num_prefix_tokens = int(use_cls_token)
+        self.ape_antialias = ape_antialias
+
+        self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_cls_token else None
+        self.pos_embed = (
+            nn.Parameter(torch.zeros(1, self.pretrain_grid[0] * self.pretrain_grid[1], embed_dim)) if use_ape else None
+        )
+        theta = rope_theta if rope_theta is not None else DEFAULT_THETA.get((rope_type, "vit"))
+        # Axial frequencies are fixed, so one module (and one table per grid) serves every block.
+        self.rope = AxialRoPE(head_dim=head_dim, theta=theta) if rope_type == "axial" else None
+        dpr = torch.linspace(0, drop_path_rate, depth).tolist()
+        self.blocks = nn.ModuleList(
+            Block(
+                dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, init_values=init_values,
+                drop_path=dpr[i], window_size=0 if i in global_block_indexes else window_size,
+                rope=MixedRoPE(head_dim=head_dim, num_heads=num_heads, theta=theta) if rope_type == "mixed" else None,
+            )
+            for i in range(depth)
+        )
+        self.init_weights()
+        self._freeze()
+
+    # -- initialisation and freezing -------------------------------------------------------------------------------
+    def init_weights(self) -> None:
+        """Random init for training from scratch (pretrained weights are loaded by :mod:`ropevit_dense.checkpoints`)."""
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.trunc_normal_(m.weight, std=0.02)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.LayerNorm):
+                nn.init.ones_(m.weight)
+                nn.init.zeros_(m.bias)
+        for p in (self.cls_token, self.pos_embed):
+            if p is not None:
+                nn.init.trunc_normal_(p, std=0.02)
+
+    def _frozen_modules(self) -> list[nn.Module]:
+        if self.frozen_stages < 0:
+            return []
+        return [self.patch_embed, *self.blocks[: self.frozen_stages]]
+
+    def _freeze(self) -> None:
+        if self.frozen_stages < 0:
+            return
+        for p in (self.cls_token, self.pos_embed):
+            if p is not None:
+                p.requires_grad_(False)
+        for m in self._frozen_modules():
+            m.eval()
+            for p in m.parameters():
+                p.requires_grad_(False)
+
+    def train(self, mode: bool = True) -> RoPEViT:
+        super().train(mode)
+        self._freeze()  # frozen parts stay in eval mode
+        return self
+
+    def no_weight_decay(self) -> set[str]:
+        """Parameter names that take no weight decay (position embeddings, RoPE frequencies, cls token)."""
+        names = {n for n, _ in self.named_parameters() if n.endswith("rope.freqs")}
+        return names | {n for n in ("cls_token", "pos_embed") if getattr(self, n) is not None}
+
+    # -- forward -------------------------------------------------------------------------------------------------
+    def _abs_pos(self, grid: tuple[int, int]) -> torch.Tensor:
+        pos = self.pos_embed
+        if grid != self.pretrain_grid:
+            pos = pos.reshape(1, *self.pretrain_grid, -1).permute(0, 3, 1, 2)
+            pos = F.interpolate(pos.float(), size=grid, mode="bicubic", align_corners=False,
+                                antialias=self.ape_antialias).to(pos.dtype)
+            pos = pos.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)
+        return pos
+
+    def _rope_tables(self, grid: tuple[int, int], device: torch.device) -> Iterator[Optional[RopeTable]]:
+        """One table per block, for its layout; shared (axial) tables are built once per forward."""
+        if self.rope_type is None:
+            yield from (None for _ in self.blocks)
+            return
+        coords: dict[int, torch.Tensor] = {}
+        shared: dict[int, RopeTable] = {}
+        for blk in self.blocks:
+            w = blk.window_size
+            if w not in coords:
+                hw = (w, w) if w else grid
+                # 'interpolate' scales window-local coordinates like the global grid: step pretrain_grid / grid
+                ref = (w * self.pretrain_grid[0] / grid[0], w * self.pretrain_grid[1] / grid[1]) if w else \
+                    self.pretrain_grid
+                coords[w] = grid_coords(*hw, mode=self.rope_position, ref_size=ref, device=device)
+            prefix = 0 if w else self.num_prefix_tokens
+            if blk.attn.rope is not None:
+                yield blk.attn.rope(coords[w]).with_prefix(prefix)
+            else:
+                if w not in shared:
+                    shared[w] = self.rope(coords[w]).with_prefix(prefix)
+                yield shared[w]
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Images ``(B, C, H, W)`` → one ``(B, embed_dim, ceil(H/p), ceil(W/p))`` map per ``out_indices`` entry."""
+        x = self.patch_embed(x)
+        B, gh, gw, C = x.shape
+        x = x.reshape(B, gh * gw, C)
+        if self.pos_embed is not None:
+            x = x + self._abs_pos((gh, gw))
+        if self.cls_token is not None:
+            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        outs = []
+        for i, (blk, table) in enumerate(zip(self.blocks, self._rope_tables((gh, gw), x.device))):
+            if self.with_cp and self.training and x.requires_grad:
+                x = checkpoint(blk, x, (gh, gw), table, use_reentrant=False)
+            else:
+                x = blk(x, (gh, gw), table)
+            if i in self.out_indices:
+                feat = x[:, self.num_prefix_tokens:]
+                outs.append(feat.transpose(1, 2).reshape(B, C, gh, gw).contiguous())
+        return tuple(outs)

@@ -1,0 +1,7 @@
+"""Building blocks shared by the backbones."""
+
+from .attention import Attention
+from .patch_embed import PatchEmbed
+from .window import pad_to_multiple, padding_key_mask, window_partition, window_unpartition
+
+__all__ = ["Attention", "PatchEmbed", "pad_to_multiple", "padding_key_mask", "window_partition", "window_unpartition"]

@@ -1,0 +1,65 @@
+"""Multi-head self-attention with optional RoPE, computed by ``F.scaled_dot_product_attention``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..rope import RopeTable, apply_rope
+
+
+class Attention(nn.Module):
+    """Self-attention over ``(B, N, C)`` tokens.
+
+    Args:
+        dim (int): channels.
+        num_heads (int): heads; ``dim`` must be divisible by it.
+        qkv_bias (bool): bias of the fused qkv projection. Default: True.
+        attn_drop (float): attention dropout (training only). Default: 0.
+        proj_drop (float): output dropout. Default: 0.
+    """
+
+    def __init__(
+        self, dim: int, num_heads: int, *, qkv_bias: bool = True, attn_drop: float = 0.0, proj_drop: float = 0.0
+    ) -> None:
+        super().__init__()
+        if dim % num_heads != 0:
+            raise ValueError(f"dim={dim} is not divisible by num_heads={num_heads}")
+        self.num_heads = num_heads
+        self.head_dim = dim // num_heads
+        self.attn_drop = attn_drop
+        self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
+        self.proj = nn.Linear(dim, dim)
+        self.proj_drop = nn.Dropout(proj_drop)
+
+    def forward(
+        self, x: torch.Tensor, rope: Optional[RopeTable] = None, attn_mask: Optional[torch.Tensor] = None
+    ) -> torch.Tensor:
+        """Attend.
+
+        Args:
+            x (Tensor): ``(B, N, C)``.
+            rope (RopeTable | None): sin / cos broadcastable to ``(heads, N, head_dim // 2)``; tokens that must
+                not rotate carry angle 0 in it.
+            attn_mask (Tensor | None): boolean (True = attend) or additive float mask broadcastable to
+                ``(B, heads, N, N)``.
+
+        Returns:
+            Tensor: ``(B, N, C)``.
+        """
+        B, N, C = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        if rope is not None:
+            q, k = apply_rope(qkv[:2], rope).unbind(0)  # queries and keys in one pass
+            v = qkv[2]
+        else:
+            q, k, v = qkv.unbind(0)
+        if attn_mask is not None and attn_mask.dtype != torch.bool:
+            attn_mask = attn_mask.to(q.dtype)
+        x = F.scaled_dot_product_attention(
+            q, k, v, attn_mask=attn_mask, dropout_p=self.attn_drop if self.training else 0.0
+        )
+        return self.proj_drop(self.proj(x.transpose(1, 2).reshape(B, N, C)))

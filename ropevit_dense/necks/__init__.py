@@ -1,0 +1,5 @@
+"""Framework-agnostic necks."""
+
+from .simple_pyramid import SimplePyramid
+
+__all__ = ["SimplePyramid"]

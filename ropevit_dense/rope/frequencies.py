@@ -1,0 +1,63 @@
+"""Frequency sets of axial and mixed 2D RoPE (Heo et al., ECCV 2024).
+
+Both return ``(2, heads, head_dim // 2)``: row 0 multiplies x positions, row 1 y positions (see
+:mod:`ropevit_dense.rope.rotation`).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+import torch
+
+
+def _check_head_dim(head_dim: int) -> None:
+    if head_dim % 4 != 0:
+        raise ValueError(f"2D RoPE needs head_dim divisible by 4 (x and y pairs), got head_dim={head_dim}")
+
+
+def base_magnitudes(head_dim: int, theta: float) -> torch.Tensor:
+    """``head_dim // 4`` magnitudes ``theta ** (-4k / head_dim)``, as the RoPE-ViT reference."""
+    _check_head_dim(head_dim)
+    return 1.0 / (theta ** (torch.arange(0, head_dim, 4, dtype=torch.float32)[: head_dim // 4] / head_dim))
+
+
+def axial_frequencies(head_dim: int, theta: float = 100.0, num_heads: int = 1) -> torch.Tensor:
+    """Fixed axial frequencies: the first ``head_dim // 4`` pairs rotate with x, the rest with y.
+
+    Returns:
+        Tensor: ``(2, num_heads, head_dim // 2)`` (identical for every head).
+    """
+    mag = base_magnitudes(head_dim, theta)
+    zeros = torch.zeros_like(mag)
+    fx = torch.cat((mag, zeros))
+    fy = torch.cat((zeros, mag))
+    return torch.stack((fx, fy)).unsqueeze(1).expand(2, num_heads, head_dim // 2).clone()
+
+
+def mixed_frequencies(
+    head_dim: int,
+    num_heads: int,
+    theta: float = 10.0,
+    *,
+    random_angle: bool = True,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """Initial learnable frequencies of RoPE-Mixed.
+
+    Each head draws one angle ``a`` uniformly in ``[0, 2*pi)``; its first ``head_dim // 4`` pairs get direction
+    ``a`` and the rest direction ``a + pi/2``, with the axial magnitudes. With ``random_angle=False`` (a = 0) this
+    is the axial frequency set.
+
+    Returns:
+        Tensor: ``(2, num_heads, head_dim // 2)``.
+    """
+    mag = base_magnitudes(head_dim, theta)
+    if random_angle:
+        angles = torch.rand(num_heads, 1, generator=generator) * (2 * math.pi)
+    else:
+        angles = torch.zeros(num_heads, 1)
+    fx = torch.cat((mag * torch.cos(angles), mag * torch.cos(angles + math.pi / 2)), dim=-1)
+    fy = torch.cat((mag * torch.sin(angles), mag * torch.sin(angles + math.pi / 2)), dim=-1)
+    return torch.stack((fx, fy))

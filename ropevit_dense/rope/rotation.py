@@ -1,0 +1,77 @@
+"""The one rotation of the package: real-valued 2D RoPE on interleaved channel pairs.
+
+Every position encoding here reduces to a rotation of channel pairs ``(2j, 2j+1)`` of each head by an angle
+
+    theta[h, n, j] = x_n * fx[h, j] + y_n * fy[h, j]
+
+where ``(x_n, y_n)`` is the position of token ``n`` and ``(fx, fy)`` are the frequencies of head ``h``:
+
+    [x0 x1 x2 x3 ...] -> [x0 cos t0 - x1 sin t0,  x0 sin t0 + x1 cos t0,  x2 cos t1 - x3 sin t1, ...]
+
+which is the complex product ``(x0 + i x1) * exp(i t0)`` of the naver reference, written with sin/cos only (no
+complex tensors: they force fp32 and break ONNX export). Axial RoPE is the special case where the first half of
+the pairs carries x frequencies only and the second half y frequencies only; RoPE-Mixed learns both.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import torch
+
+
+class RopeTable(NamedTuple):
+    """sin / cos of the rotation angles, each ``(heads or 1, N, head_dim // 2)`` in float32."""
+
+    sin: torch.Tensor
+    cos: torch.Tensor
+
+    def with_prefix(self, num_prefix: int) -> RopeTable:
+        """Prepend ``num_prefix`` identity rows (angle 0) for tokens that must not rotate (cls / registers)."""
+        if num_prefix == 0:
+            return self
+        shape = (*self.sin.shape[:-2], num_prefix, self.sin.shape[-1])
+        zeros = self.sin.new_zeros(shape)
+        return RopeTable(torch.cat((zeros, self.sin), dim=-2), torch.cat((zeros + 1.0, self.cos), dim=-2))
+
+
+def rope_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
+    """Rotation angles of every (head, token, pair).
+
+    Args:
+        freqs (Tensor): ``(2, heads, head_dim // 2)``: x frequencies then y frequencies.
+        coords (Tensor): ``(N, 2)`` token positions ``(x, y)``.
+
+    Returns:
+        Tensor: ``(heads, N, head_dim // 2)`` float32.
+    """
+    # Elementwise products in float32: a matmul here would be downcast by autocast, and angles of thousands of
+    # radians lose their low bits in bf16.
+    freqs = freqs.float()
+    coords = coords.float()
+    return coords[None, :, 0, None] * freqs[0, :, None, :] + coords[None, :, 1, None] * freqs[1, :, None, :]
+
+
+def rope_table(freqs: torch.Tensor, coords: torch.Tensor) -> RopeTable:
+    """sin / cos table for :func:`apply_rope` (see :func:`rope_angles` for shapes)."""
+    with torch.autocast(device_type=coords.device.type, enabled=False):
+        angles = rope_angles(freqs, coords)
+        return RopeTable(angles.sin(), angles.cos())
+
+
+def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
+    """Rotate interleaved channel pairs of ``x``.
+
+    Args:
+        x (Tensor): ``(..., heads, N, head_dim)``, e.g. stacked queries and keys ``(2, B, heads, N, head_dim)``.
+        table (RopeTable): sin / cos broadcastable to ``(heads, N, head_dim // 2)``.
+
+    Returns:
+        Tensor: same shape and dtype as ``x``; the rotation itself runs in float32.
+    """
+    dtype = x.dtype
+    pairs = x.float().unflatten(-1, (-1, 2))
+    x0, x1 = pairs.unbind(-1)
+    sin, cos = table
+    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
+    return out.to(dtype)

@@ -1,0 +1,127 @@
+"""Properties of the RoPE engine: norms kept, relative positions only, layouts, dtypes, bad input."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from ropevit_dense.rope import (
+    AxialRoPE,
+    MixedRoPE,
+    apply_rope,
+    axial_frequencies,
+    grid_coords,
+    mixed_frequencies,
+    rope_table,
+)
+
+HEAD_DIM, HEADS = 16, 3
+
+
+def _freqs(kind: str) -> torch.Tensor:
+    if kind == "axial":
+        return axial_frequencies(HEAD_DIM, theta=100.0, num_heads=HEADS)
+    return mixed_frequencies(HEAD_DIM, HEADS, theta=10.0, generator=torch.Generator().manual_seed(0))
+
+
+def test_grid_is_x_fastest_and_supports_interpolation():
+    c = grid_coords(2, 3)
+    assert c.tolist() == [[0, 0], [1, 0], [2, 0], [0, 1], [1, 1], [2, 1]]
+    ci = grid_coords(4, 8, mode="interpolate", ref_size=(2, 2))
+    assert ci[:, 0].max().item() == pytest.approx(7 * 2 / 8) and ci[:, 1].max().item() == pytest.approx(3 * 2 / 4)
+    with pytest.raises(ValueError, match="ref_size"):
+        grid_coords(2, 2, mode="interpolate")
+    with pytest.raises(ValueError, match="unknown RoPE position mode"):
+        grid_coords(2, 2, mode="stretch")
+
+
+def test_axial_frequencies_layout():
+    f = axial_frequencies(HEAD_DIM, theta=100.0)
+    q = HEAD_DIM // 4
+    assert f.shape == (2, 1, HEAD_DIM // 2)
+    assert torch.all(f[0, 0, q:] == 0) and torch.all(f[1, 0, :q] == 0)
+    assert torch.allclose(f[0, 0, :q], f[1, 0, q:])
+    assert f[0, 0, 0] == 1.0 and f[0, 0, 1] == pytest.approx(100.0 ** (-4 / HEAD_DIM))
+    # mixed with angle 0 is axial
+    assert torch.allclose(mixed_frequencies(HEAD_DIM, 2, theta=100.0, random_angle=False), f.expand(2, 2, -1),
+                          atol=1e-7)
+    with pytest.raises(ValueError, match="divisible by 4"):
+        axial_frequencies(18)
+
+
+@pytest.mark.parametrize("kind", ["axial", "mixed"])
+def test_rotation_keeps_norms(kind):
+    coords = grid_coords(5, 9)
+    x = torch.randn(2, HEADS, coords.shape[0], HEAD_DIM, dtype=torch.float64)
+    out = apply_rope(x, rope_table(_freqs(kind), coords))
+    torch.testing.assert_close(out.norm(dim=-1), x.norm(dim=-1), rtol=1e-6, atol=1e-6)
+
+
+def test_rotation_matches_complex_product():
+    """Interleaved pairs (2j, 2j+1) are rotated as the complex number x_2j + i x_2j+1 times exp(i angle)."""
+    f = _freqs("mixed")
+    coords = grid_coords(3, 4)
+    x = torch.randn(HEADS, 12, HEAD_DIM, dtype=torch.float64)
+    angles = coords[None, :, 0, None] * f[0, :, None] + coords[None, :, 1, None] * f[1, :, None]
+    ref = torch.view_as_real(torch.view_as_complex(x.reshape(HEADS, 12, -1, 2).contiguous())
+                             * torch.polar(torch.ones_like(angles), angles).to(torch.complex128)).flatten(-2)
+    torch.testing.assert_close(apply_rope(x, rope_table(f, coords)), ref, rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("kind", ["axial", "mixed"])
+def test_scores_depend_only_on_position_difference(kind):
+    f = _freqs(kind)
+    q = torch.randn(HEADS, 1, HEAD_DIM, dtype=torch.float64)
+    k = torch.randn(HEADS, 1, HEAD_DIM, dtype=torch.float64)
+
+    def score(pq, pk):
+        tq = rope_table(f, torch.tensor([pq], dtype=torch.float32))
+        tk = rope_table(f, torch.tensor([pk], dtype=torch.float32))
+        return (apply_rope(q, tq) * apply_rope(k, tk)).sum(-1)
+
+    for (dx, dy), (ox, oy) in itertools.product([(1, 0), (0, 2), (-3, 5)], [(0, 0), (7, 3), (40, 61)]):
+        torch.testing.assert_close(score((ox + dx, oy + dy), (ox, oy)), score((dx, dy), (0, 0)), rtol=1e-5,
+                                   atol=1e-5)
+
+
+def test_prefix_tokens_are_not_rotated():
+    table = rope_table(_freqs("mixed"), grid_coords(2, 2)).with_prefix(1)
+    x = torch.randn(HEADS, 5, HEAD_DIM)
+    out = apply_rope(x, table)
+    torch.testing.assert_close(out[:, 0], x[:, 0])
+    assert not torch.allclose(out[:, 2:], x[:, 2:])
+
+
+def test_bf16_autocast_keeps_angles_in_fp32():
+    rope = MixedRoPE(head_dim=HEAD_DIM, num_heads=HEADS)
+    coords = grid_coords(64, 64)  # angles up to ~ 60 rad: bf16 would lose them
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        table = rope(coords)
+    assert table.sin.dtype == torch.float32
+    x = torch.randn(1, HEADS, coords.shape[0], HEAD_DIM).to(torch.bfloat16)
+    out = apply_rope(x, table)
+    assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
+    ref = apply_rope(x.float(), rope_table(rope.freqs.detach(), coords))
+    assert (out.float() - ref).abs().max() < 0.05
+
+
+def test_axial_module_stays_fp32_and_out_of_state_dict():
+    m = AxialRoPE(head_dim=HEAD_DIM).to(torch.bfloat16)
+    assert m.freqs.dtype == torch.float32
+    assert len(m.state_dict()) == 0
+    assert list(MixedRoPE(head_dim=8, num_heads=2).state_dict()) == ["freqs"]
+
+
+def test_mixed_init_is_random_angle_per_head():
+    f = mixed_frequencies(HEAD_DIM, 4, theta=10.0, generator=torch.Generator().manual_seed(1))
+    q = HEAD_DIM // 4
+    mag = torch.hypot(f[0], f[1])
+    torch.testing.assert_close(mag[:, :q], mag[:, q:])
+    angle_first = torch.atan2(f[1, :, 0], f[0, :, 0])
+    angle_second = torch.atan2(f[1, :, q], f[0, :, q])
+    diff = torch.remainder(angle_second - angle_first, 2 * math.pi)
+    torch.testing.assert_close(diff, torch.full_like(diff, math.pi / 2), atol=1e-5, rtol=0)
+    assert len(set(torch.round(angle_first, decimals=4).tolist())) == 4
