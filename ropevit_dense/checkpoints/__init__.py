@@ -1,5 +1,6 @@
 """Checkpoint reading (path / URL / hub id), format conversion and strict loading with a key report."""
 
+from .formats import unwrap
 from .io import (
     CheckpointError,
     UnsafeCheckpointError,
@@ -9,7 +10,13 @@ from .io import (
     resolve,
 )
 
+from .load import LoadReport, guess_architecture, load_pretrained
+
 __all__ = [
+    "LoadReport",
+    "guess_architecture",
+    "load_pretrained",
+    "unwrap",
     "CheckpointError",
     "UnsafeCheckpointError",
     "allow_mmengine_checkpoints",

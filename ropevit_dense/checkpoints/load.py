@@ -159,11 +159,9 @@ def load_pretrained(
     arch = guess_architecture(sd)
     report = LoadReport(source=source, architecture=arch)
     if isinstance(model, RoPEViT):
-        expected = "ViT"
-        sd = _adapt_vit(model, sd, report)
+        expected, adapt = "ViT", _adapt_vit
     elif isinstance(model, RoPESwin):
-        expected = "Swin"
-        sd = _adapt_swin(model, sd, report)
+        expected, adapt = "Swin", _adapt_swin
     else:
         raise TypeError(f"load_pretrained supports RoPEViT and RoPESwin, got {type(model).__name__}")
     if arch != expected:
@@ -171,6 +169,10 @@ def load_pretrained(
             f"checkpoint '{source}' looks like a {arch} checkpoint, but the model is {type(model).__name__} "
             f"(a {expected}); e.g. it has keys {sorted(sd)[:3]}"
         )
+    try:
+        sd = adapt(model, sd, report)
+    except ValueError as exc:
+        raise CheckpointError(f"checkpoint '{source}' does not fit {type(model).__name__}: {exc}") from None
     model_sd = model.state_dict()
     report.missing = sorted(k for k in model_sd if k not in sd and k not in report.initialized)
     report.unexpected = sorted(k for k in sd if k not in model_sd)

@@ -43,12 +43,12 @@ def rope_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         coords (Tensor): ``(N, 2)`` token positions ``(x, y)``.
 
     Returns:
-        Tensor: ``(heads, N, head_dim // 2)`` float32.
+        Tensor: ``(heads, N, head_dim // 2)`` float32 (float64 if ``freqs`` is).
     """
     # Elementwise products in float32: a matmul here would be downcast by autocast, and angles of thousands of
     # radians lose their low bits in bf16.
-    freqs = freqs.float()
-    coords = coords.float()
+    dtype = torch.promote_types(freqs.dtype, torch.float32)
+    freqs, coords = freqs.to(dtype), coords.to(dtype)
     return coords[None, :, 0, None] * freqs[0, :, None, :] + coords[None, :, 1, None] * freqs[1, :, None, :]
 
 
@@ -67,11 +67,17 @@ def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
         table (RopeTable): sin / cos broadcastable to ``(heads, N, head_dim // 2)``.
 
     Returns:
-        Tensor: same shape and dtype as ``x``; the rotation itself runs in float32.
+        Tensor: same shape and dtype as ``x``; the rotation itself runs in float32 (or float64 for float64).
     """
     dtype = x.dtype
-    pairs = x.float().unflatten(-1, (-1, 2))
-    x0, x1 = pairs.unbind(-1)
+    x0, x1 = x.to(torch.promote_types(dtype, torch.float32)).unflatten(-1, (-1, 2)).unbind(-1)
     sin, cos = table
-    out = torch.stack((x0 * cos - x1 * sin, x0 * sin + x1 * cos), dim=-1).flatten(-2)
-    return out.to(dtype)
+    if torch.is_grad_enabled() and (x.requires_grad or sin.requires_grad):
+        out = torch.stack((torch.addcmul(x0 * cos, x1, sin, value=-1.0), torch.addcmul(x1 * cos, x0, sin)), dim=-1)
+    else:
+        # Inference: written pair-wise into one buffer, no stack copy (about 2x faster at 64x64 tokens).
+        out = torch.empty((*x0.shape, 2), dtype=x0.dtype, device=x0.device)
+        out0, out1 = out.unbind(-1)
+        torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1.0)
+        torch.mul(x1, cos, out=out1).addcmul_(x0, sin)
+    return out.flatten(-2).to(dtype)
