@@ -1,9 +1,13 @@
 #!/usr/bin/env python
 """Latency and peak-memory benchmark of the backbones, against the no-position-encoding floor.
 
-Each (backbone, position mode, layout, resolution) runs in its own subprocess, so its peak resident memory is
-measured cleanly: the peak is reset after the model is built (``/proc/self/clear_refs``) and the reported
-increase is the peak during the forward passes minus the resident size before them.
+Latency: the rows of one input size are timed round-robin in one process (median of ``--repeats``), so drifts of
+a shared machine affect every row alike. Memory: each row runs once more in its own subprocess, so its peak
+resident memory is measured cleanly: after a warm-up pass the peak is reset (``/proc/self/clear_refs``), and the
+reported increase is the peak during one more forward pass minus the resident size before it.
+The child runs with a fixed glibc mmap threshold (``MALLOC_MMAP_THRESHOLD_``), so large tensors go back to
+the system when freed and the peak reflects what is alive at once, not the allocator's history (the dynamic
+threshold otherwise keeps freed blocks resident and makes the peak depend on allocation order).
 
 Examples::
 
@@ -17,6 +21,7 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -49,60 +54,91 @@ def _rss_kb(field: str) -> int:
     raise RuntimeError(f"{field} not in /proc/self/status")
 
 
-def run_one(spec: dict) -> dict:
-    """Runs inside the child process: build, warm up, time, measure memory."""
+def build(spec: dict):
+    """The backbone of one benchmark row, in eval mode on its device."""
     import torch
 
     import ropevit_dense.backbones as backbones
 
-    torch.set_num_threads(spec["threads"])
     cls_name, kwargs = ARCHS[spec["arch"]]
     kwargs = {**kwargs, **MODES[spec["mode"]]}
     if cls_name == "RoPEViT":
-        kwargs.pop("use_rpb", None)
+        if kwargs.pop("use_rpb", False):
+            raise ValueError(f"position mode '{spec['mode']}' (relative position bias) is for Swin backbones")
         kwargs.update(LAYOUTS[spec["layout"]])
         kwargs["use_cls_token"] = False
-    elif spec["layout"] != "global":
-        raise ValueError("layouts apply to ViT backbones only")
-    model = getattr(backbones, cls_name)(**kwargs).eval()
-    device = torch.device(spec["device"])
-    model.to(device)
-    x = torch.randn(1, 3, spec["size"], spec["size"], device=device)
-    dtype = torch.bfloat16 if spec["bf16"] else None
-
-    def forward():
-        with torch.no_grad(), torch.autocast(device.type, dtype=dtype, enabled=dtype is not None):
-            return model(x)
-
-    cuda = device.type == "cuda"
-    if not cuda:
-        Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
-        before = _rss_kb("VmRSS")
     else:
+        if spec["layout"] != "global":
+            raise ValueError("layouts apply to ViT backbones only")
+        if kwargs.pop("use_ape", False):
+            raise ValueError(f"position mode '{spec['mode']}' (absolute embedding) is for ViT backbones")
+    torch.manual_seed(0)
+    return getattr(backbones, cls_name)(**kwargs).eval().to(spec["device"])
+
+
+def _forward(model, x, bf16: bool):
+    import torch
+
+    with torch.no_grad(), torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=bf16):
+        return model(x)
+
+
+def peak_memory(spec: dict) -> dict:
+    """Runs inside a child process: the peak memory increase of one forward pass (after a warm-up pass)."""
+    import torch
+
+    torch.set_num_threads(spec["threads"])
+    model = build(spec)
+    x = torch.randn(1, 3, spec["size"], spec["size"], device=spec["device"])
+    _forward(model, x, spec["bf16"])
+    if x.device.type == "cuda":
+        torch.cuda.synchronize()
         torch.cuda.reset_peak_memory_stats()
-        before = torch.cuda.memory_allocated() // 1024
-    for _ in range(spec["warmup"]):
-        forward()
-    times = []
-    for _ in range(spec["repeats"]):
-        if cuda:
-            start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            start.record()
-            forward()
-            end.record()
-            torch.cuda.synchronize()
-            times.append(start.elapsed_time(end) / 1000)
-        else:
-            t0 = time.perf_counter()
-            forward()
-            times.append(time.perf_counter() - t0)
-    peak = torch.cuda.max_memory_allocated() // 1024 if cuda else _rss_kb("VmHWM")
-    return {**spec, "median_s": statistics.median(times), "min_s": min(times),
-            "peak_increase_mb": (peak - before) / 1024}
+        before = torch.cuda.memory_allocated()
+        _forward(model, x, spec["bf16"])
+        torch.cuda.synchronize()
+        return {"peak_increase_mb": (torch.cuda.max_memory_allocated() - before) / 2**20}
+    Path("/proc/self/clear_refs").write_text("5")  # reset the peak RSS (VmHWM) to the current RSS
+    before = _rss_kb("VmRSS")
+    _forward(model, x, spec["bf16"])
+    return {"peak_increase_mb": (_rss_kb("VmHWM") - before) / 1024}
+
+
+def latencies(specs: list[dict], repeats: int, warmup: int) -> list[list[float]]:
+    """Forward times of several rows of one input size, measured round-robin in this process.
+
+    Interleaving the rows makes slow drifts of a shared machine hit every row alike, so the ratios to the floor
+    are stable even when the absolute times move.
+    """
+    import torch
+
+    models = [build(spec) for spec in specs]
+    x = torch.randn(1, 3, specs[0]["size"], specs[0]["size"], device=specs[0]["device"])
+    cuda = x.device.type == "cuda"
+    for model in models:
+        for _ in range(warmup):
+            _forward(model, x, specs[0]["bf16"])
+    times: list[list[float]] = [[] for _ in models]
+    for _ in range(repeats):
+        for i, model in enumerate(models):
+            if cuda:
+                start, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+                start.record()
+                _forward(model, x, specs[0]["bf16"])
+                end.record()
+                torch.cuda.synchronize()
+                times[i].append(start.elapsed_time(end) / 1000)
+            else:
+                t0 = time.perf_counter()
+                _forward(model, x, specs[0]["bf16"])
+                times[i].append(time.perf_counter() - t0)
+    return times
 
 
 def run_isolated(spec: dict) -> dict:
-    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True)
+    env = {**os.environ, "MALLOC_MMAP_THRESHOLD_": str(128 * 1024)}
+    proc = subprocess.run([sys.executable, __file__, "--child", json.dumps(spec)], capture_output=True, text=True,
+                          env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"benchmark {spec} failed:\n{proc.stderr[-2000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
@@ -128,7 +164,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--modes", default="none,axial,mixed", help=f"comma list out of {','.join(MODES)}")
     p.add_argument("--layouts", default="global", help="comma list out of global,vitdet (ViT only)")
     p.add_argument("--sizes", default="224,512,1024", help="comma list of square input sides")
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
@@ -155,14 +191,20 @@ def parse_args(argv=None) -> argparse.Namespace:
 def main(argv=None) -> int:
     args = parse_args(argv)
     if args.child:
-        print(json.dumps(run_one(json.loads(args.child))))
+        print(json.dumps(peak_memory(json.loads(args.child))))
         return 0
+    import torch
     from tqdm import tqdm
 
-    specs = [dict(arch=args.arch, mode=m, layout=lay, size=s, repeats=args.repeats, warmup=args.warmup,
-                  threads=args.threads, device=args.device, bf16=args.bf16)
-             for lay in args.layouts.split(",") for s in args.size_list for m in args.modes.split(",")]
-    rows = [run_isolated(spec) for spec in tqdm(specs, desc="benchmark", unit="run")]
+    torch.set_num_threads(args.threads)
+    rows = []
+    groups = [(lay, s) for lay in args.layouts.split(",") for s in args.size_list]
+    for lay, size in tqdm(groups, desc="benchmark", unit="size"):
+        specs = [dict(arch=args.arch, mode=m, layout=lay, size=size, threads=args.threads, device=args.device,
+                      bf16=args.bf16) for m in args.modes.split(",")]
+        times = latencies(specs, args.repeats, args.warmup)
+        for spec, ts in zip(specs, times):
+            rows.append({**spec, "median_s": statistics.median(ts), "min_s": min(ts), **run_isolated(spec)})
     table = markdown(rows)
     print(table)
     if args.md:

@@ -9,7 +9,6 @@ from .io import (
     mmengine_safe_globals,
     resolve,
 )
-
 from .load import LoadReport, guess_architecture, load_pretrained
 
 __all__ = [

@@ -49,7 +49,8 @@ def rope_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     # radians lose their low bits in bf16.
     dtype = torch.promote_types(freqs.dtype, torch.float32)
     freqs, coords = freqs.to(dtype), coords.to(dtype)
-    return coords[None, :, 0, None] * freqs[0, :, None, :] + coords[None, :, 1, None] * freqs[1, :, None, :]
+    x, y = coords[None, :, 0, None], coords[None, :, 1, None]
+    return torch.addcmul(x * freqs[0, :, None, :], y, freqs[1, :, None, :])
 
 
 def rope_table(freqs: torch.Tensor, coords: torch.Tensor) -> RopeTable:

@@ -64,7 +64,8 @@ def test_ape_is_resized_to_the_model_grid():
     (dict(rope_type="axial"), r"unexpected in checkpoint \(3\): blocks.0.attn.rope.freqs"),
     (dict(rope_type="mixed", use_ape=True), r"missing in checkpoint \(1\): pos_embed"),
     (dict(rope_type="mixed", embed_dim=128, num_heads=8), "shape mismatch"),
-    (dict(rope_type="mixed", depth=4), r"does not fit RoPEViT: .freqs. has shape \(2, 3, 32\); expected \(2, 4, ...\) for depth 4"),
+    (dict(rope_type="mixed", depth=4),
+     r"does not fit RoPEViT: .freqs. has shape \(2, 3, 32\); expected \(2, 4, ...\) for depth 4"),
 ])
 def test_strict_loading_reports_the_mismatch(dst_kwargs, message):
     src = RoPEViT(**TINY, rope_type="mixed")
