@@ -21,8 +21,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, PatchEmbed, pad_to_multiple, window_partition, window_unpartition
-from ..rope import DEFAULT_THETA, AxialRoPE, MixedRoPE, RopeTable, check_rope_type, grid_coords
-from ..rope.grid import POSITION_MODES
+from ..rope import DEFAULT_THETA, AxialRoPE, MixedRoPE, RopeTable, check_rope_options, grid_coords
 
 SWIN_PRESETS: dict[str, dict] = {
     "t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -223,9 +222,7 @@ class RoPESwin(nn.Module):
         with_cp: bool = False,
     ) -> None:
         super().__init__()
-        check_rope_type(rope_type)
-        if rope_position not in POSITION_MODES:
-            raise ValueError(f"unknown rope_position '{rope_position}'; expected one of {POSITION_MODES}")
+        check_rope_options(rope_type, rope_position)
         if len(depths) != len(num_heads) or not depths:
             raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} must have the same length")
         if not isinstance(window_size, int) or window_size < 1:

@@ -22,8 +22,7 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, PatchEmbed, pad_to_multiple, padding_key_mask, window_partition, window_unpartition
-from ..rope import DEFAULT_THETA, AxialRoPE, MixedRoPE, RopeTable, check_rope_type, grid_coords
-from ..rope.grid import POSITION_MODES
+from ..rope import DEFAULT_THETA, AxialRoPE, MixedRoPE, RopeTable, check_rope_options, grid_coords
 
 VIT_PRESETS: dict[str, dict[str, int]] = {
     "s": dict(embed_dim=384, depth=12, num_heads=6),
@@ -151,9 +150,7 @@ class RoPEViT(nn.Module):
         with_cp: bool = False,
     ) -> None:
         super().__init__()
-        check_rope_type(rope_type)
-        if rope_position not in POSITION_MODES:
-            raise ValueError(f"unknown rope_position '{rope_position}'; expected one of {POSITION_MODES}")
+        check_rope_options(rope_type, rope_position)
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         head_dim = embed_dim // num_heads

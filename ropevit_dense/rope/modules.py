@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from .frequencies import axial_frequencies, mixed_frequencies
+from .grid import POSITION_MODES
 from .rotation import RopeTable, rope_table
 
 RopeType = Literal["axial", "mixed"]
@@ -66,7 +67,9 @@ class MixedRoPE(nn.Module):
         return f"head_dim={self.head_dim}, num_heads={self.num_heads}, theta={self.theta}"
 
 
-def check_rope_type(rope_type: Optional[str]) -> None:
-    """Raise ``ValueError`` naming the problem unless ``rope_type`` is ``None`` or one of :data:`ROPE_TYPES`."""
+def check_rope_options(rope_type: Optional[str], rope_position: str = "extrapolate") -> None:
+    """Raise ``ValueError`` naming the problem for an unknown ``rope_type`` or ``rope_position``."""
     if rope_type is not None and rope_type not in ROPE_TYPES:
         raise ValueError(f"unknown RoPE mode rope_type='{rope_type}'; expected one of {ROPE_TYPES} or None")
+    if rope_position not in POSITION_MODES:
+        raise ValueError(f"unknown rope_position '{rope_position}'; expected one of {POSITION_MODES}")
