@@ -14,6 +14,9 @@ test: setup
 	$(PY) -m ruff check .
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+demo: setup
+	bash tools/demo.sh
+
 env:
 	$(PY) -m ropevit_dense.env
 

@@ -49,6 +49,14 @@ def _check(name: str, probe: Callable[[], str], required: bool = True, hint: Opt
         return Check(name, False, detail, required)
 
 
+def _quiet_version(module_name: str, dist_name: str) -> str:
+    import warnings
+
+    with warnings.catch_warnings():  # openmim imports the deprecated pkg_resources
+        warnings.simplefilter("ignore")
+        return _version(module_name, dist_name)
+
+
 def _torch() -> str:
     import torch
 
@@ -110,6 +118,8 @@ def collect() -> list[Check]:
         _check("mmengine", lambda: _version("mmengine")),
         _check("mmdet", lambda: _version("mmdet")),
         _check("mmseg", lambda: _version("mmseg")),
+        _check("openmim", lambda: _quiet_version("mim", "openmim"),
+               hint="`mim` imports pkg_resources: install 'setuptools>=77.0.3,<81'"),
         _check("timm", lambda: _version("timm")),
         _check("pycocotools", lambda: _version("pycocotools")),
         _check("ropevit_dense", lambda: _version("ropevit_dense")),

@@ -13,7 +13,8 @@ def test_env_report_runs_and_checks_compiled_ops():
     proc = subprocess.run([sys.executable, "-m", "ropevit_dense.env"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     lines = {line.split()[0]: line for line in proc.stdout.splitlines() if line.strip()}
-    for name in ("python", "torch", "torchvision", "mmcv", "mmengine", "mmdet", "mmseg", "timm", "detectron2"):
+    for name in ("python", "torch", "torchvision", "mmcv", "mmengine", "mmdet", "mmseg", "openmim", "timm",
+                 "detectron2"):
         assert name in lines, proc.stdout
     assert "MultiScaleDeformableAttention, nms work" in lines["mmcv"]
     assert "nms, roi_align work" in lines["torchvision"]

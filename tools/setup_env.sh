@@ -9,7 +9,8 @@
 #  * torch / torchvision are pinned with arbitrary equality (===) so pip takes the standard builds
 #    and not a local CPU-only "+cpu" torch, with which torchvision's C++ ops fail to register.
 #  * mmcv 2.1.0 is built from source against the installed torch (no build isolation) with a
-#    setuptools that still ships pkg_resources; a current setuptools is restored afterwards.
+#    setuptools that still ships pkg_resources; afterwards setuptools is set to >=77.0.3 (torch) and <81
+#    (openmim's `mim` command imports pkg_resources, which setuptools 81 removed).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -56,8 +57,12 @@ if ! (have mmcv "$MMCV_VERSION" && "$PY" -c "from mmcv.ops import nms" >/dev/nul
     log "building mmcv $MMCV_VERSION with its ops against the installed torch (about 10 minutes the first time)"
     "${PIP[@]}" install "setuptools<70" wheel ninja packaging -c "$ROOT/requirements/tested.txt" mmengine
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${PIP[@]}" install --no-build-isolation "mmcv==$MMCV_VERSION"
-    log "restoring a current setuptools"
-    "${PIP[@]}" install --upgrade "setuptools>=77.0.3"
+fi
+# torch 2.13 wants setuptools>=77.0.3; openmim (the `mim` command) still imports pkg_resources, gone since 81.
+if ! "$PY" -c "import pkg_resources, setuptools, sys; v = tuple(map(int, setuptools.__version__.split('.')[:2])); \
+sys.exit(0 if v >= (77, 0) else 1)" >/dev/null 2>&1; then
+    log "installing setuptools>=77.0.3,<81 (torch needs >=77.0.3; mim needs pkg_resources)"
+    "${PIP[@]}" install "setuptools>=77.0.3,<81"
 fi
 
 # Everything else comes from pyproject.toml (editable install with the extras used by the tests), held to the

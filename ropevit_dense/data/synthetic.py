@@ -8,8 +8,8 @@ small detector or segmenter can actually learn them.
 
 Command line::
 
-    python -m ropevit_dense.data.synthetic coco data/tiny_coco --num-images 16
-    python -m ropevit_dense.data.synthetic ade20k data/tiny_ade20k --num-images 16
+    python -m ropevit_dense.data coco data/tiny_coco --num-images 16
+    python -m ropevit_dense.data ade20k data/tiny_ade20k --num-images 16
 """
 
 from __future__ import annotations
