@@ -60,6 +60,50 @@ def rope_table(freqs: torch.Tensor, coords: torch.Tensor) -> RopeTable:
         return RopeTable(angles.sin(), angles.cos())
 
 
+def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs of ``x`` (float32 / float64) into a new buffer, pair-wise, without stack or cat copies."""
+    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    out = torch.empty((*x0.shape, 2), dtype=x0.dtype, device=x0.device)
+    out0, out1 = out.unbind(-1)
+    torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1.0)
+    torch.mul(x1, cos, out=out1).addcmul_(x0, sin)
+    return out.flatten(-2)
+
+
+def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Sum a broadcast gradient back to ``shape``."""
+    lead = t.ndim - len(shape)
+    dims = list(range(lead)) + [lead + i for i, n in enumerate(shape) if n == 1 and t.shape[lead + i] != 1]
+    return t.sum(dim=dims, keepdim=True).reshape(shape) if dims else t
+
+
+class _Rotate(torch.autograd.Function):
+    """The rotation with a hand-written backward: the inverse rotation for ``x`` and two products for the table.
+
+    Autograd through the elementwise formula would save and replay every intermediate; here the backward of a
+    rotation is one more rotation (by the opposite angle), which keeps RoPE's training cost near its forward cost.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x if (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) else None, sin, cos)
+        return _rotate(x, sin, cos)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        x, sin, cos = ctx.saved_tensors
+        grad_x = _rotate(grad, -sin, cos) if ctx.needs_input_grad[0] else None
+        grad_sin = grad_cos = None
+        if x is not None:
+            g0, g1 = grad.unflatten(-1, (-1, 2)).unbind(-1)
+            x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+            if ctx.needs_input_grad[1]:
+                grad_sin = _sum_to(g1 * x0 - g0 * x1, sin.shape)
+            if ctx.needs_input_grad[2]:
+                grad_cos = _sum_to(g0 * x0 + g1 * x1, cos.shape)
+        return grad_x, grad_sin, grad_cos
+
+
 def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
     """Rotate interleaved channel pairs of ``x``.
 
@@ -71,14 +115,8 @@ def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
         Tensor: same shape and dtype as ``x``; the rotation itself runs in float32 (or float64 for float64).
     """
     dtype = x.dtype
-    x0, x1 = x.to(torch.promote_types(dtype, torch.float32)).unflatten(-1, (-1, 2)).unbind(-1)
     sin, cos = table
-    if torch.is_grad_enabled() and (x.requires_grad or sin.requires_grad):
-        out = torch.stack((torch.addcmul(x0 * cos, x1, sin, value=-1.0), torch.addcmul(x1 * cos, x0, sin)), dim=-1)
-    else:
-        # Inference: written pair-wise into one buffer, no stack copy (about 2x faster at 64x64 tokens).
-        out = torch.empty((*x0.shape, 2), dtype=x0.dtype, device=x0.device)
-        out0, out1 = out.unbind(-1)
-        torch.mul(x0, cos, out=out0).addcmul_(x1, sin, value=-1.0)
-        torch.mul(x1, cos, out=out1).addcmul_(x0, sin)
-    return out.flatten(-2).to(dtype)
+    xf = x.to(torch.promote_types(dtype, torch.float32))
+    if torch.is_grad_enabled() and (x.requires_grad or sin.requires_grad or cos.requires_grad):
+        return _Rotate.apply(xf, sin, cos).to(dtype)
+    return _rotate(xf, sin, cos).to(dtype)
