@@ -55,7 +55,8 @@ fi
 
 if ! (have mmcv "$MMCV_VERSION" && "$PY" -c "from mmcv.ops import nms" >/dev/null 2>&1); then
     log "building mmcv $MMCV_VERSION with its ops against the installed torch (about 10 minutes the first time)"
-    "${PIP[@]}" install "setuptools<70" wheel ninja packaging -c "$ROOT/requirements/tested.txt" mmengine
+    # not -c tested.txt here: it holds setuptools at >=77 for the finished environment
+    "${PIP[@]}" install "setuptools<70" wheel ninja packaging "$(grep '^mmengine==' "$ROOT/requirements/tested.txt")"
     MMCV_WITH_OPS=1 MAX_JOBS="${MAX_JOBS:-$(nproc)}" "${PIP[@]}" install --no-build-isolation "mmcv==$MMCV_VERSION"
 fi
 # torch 2.13 wants setuptools>=77.0.3; openmim (the `mim` command) still imports pkg_resources, gone since 81.
