@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-CONFIG=configs/detection/mmdet/tiny/dino-4scale_ropevit-tiny-mixed_1xb4-1k_tinycoco.py
+CONFIG=configs/detection/mmdet/tiny/dino-4scale_ropevit-tiny-mixed_1xb4-800i_tinycoco.py
 DATA=data/tiny_coco
 WORK_DIR=${WORK_DIR:-work_dirs/demo_dino_ropevit_tiny}
 PY=.venv/bin/python

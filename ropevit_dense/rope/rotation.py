@@ -15,16 +15,21 @@ the pairs carries x frequencies only and the second half y frequencies only; RoP
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import torch
 
 
 class RopeTable(NamedTuple):
-    """sin / cos of the rotation angles, each ``(heads or 1, N, head_dim // 2)`` in float32."""
+    """sin / cos of the rotation angles, each ``(heads or 1, N, head_dim // 2)`` in float32.
+
+    ``angles`` is set when the angles are learned (RoPE-Mixed): gradients then flow to them directly (see
+    :class:`_Rotate`), and ``sin`` / ``cos`` are plain values.
+    """
 
     sin: torch.Tensor
     cos: torch.Tensor
+    angles: Optional[torch.Tensor] = None
 
     def with_prefix(self, num_prefix: int) -> RopeTable:
         """Prepend ``num_prefix`` identity rows (angle 0) for tokens that must not rotate (cls / registers)."""
@@ -32,7 +37,8 @@ class RopeTable(NamedTuple):
             return self
         shape = (*self.sin.shape[:-2], num_prefix, self.sin.shape[-1])
         zeros = self.sin.new_zeros(shape)
-        return RopeTable(torch.cat((zeros, self.sin), dim=-2), torch.cat((zeros + 1.0, self.cos), dim=-2))
+        angles = None if self.angles is None else torch.cat((zeros.to(self.angles.dtype), self.angles), dim=-2)
+        return RopeTable(torch.cat((zeros, self.sin), dim=-2), torch.cat((zeros + 1.0, self.cos), dim=-2), angles)
 
 
 def rope_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -57,7 +63,10 @@ def rope_table(freqs: torch.Tensor, coords: torch.Tensor) -> RopeTable:
     """sin / cos table for :func:`apply_rope` (see :func:`rope_angles` for shapes)."""
     with torch.autocast(device_type=coords.device.type, enabled=False):
         angles = rope_angles(freqs, coords)
-        return RopeTable(angles.sin(), angles.cos())
+        if not angles.requires_grad:
+            return RopeTable(angles.sin(), angles.cos())
+        detached = angles.detach()
+        return RopeTable(detached.sin(), detached.cos(), angles)
 
 
 def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
@@ -78,30 +87,31 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
 
 
 class _Rotate(torch.autograd.Function):
-    """The rotation with a hand-written backward: the inverse rotation for ``x`` and two products for the table.
+    """The rotation with a hand-written backward.
 
-    Autograd through the elementwise formula would save and replay every intermediate; here the backward of a
-    rotation is one more rotation (by the opposite angle), which keeps RoPE's training cost near its forward cost.
+    The backward of a rotation is the rotation by the opposite angle, and the angle gradient is
+    ``sum(g1 * out0 - g0 * out1)`` per pair (d out / d angle is ``out`` turned by 90 degrees): two products
+    instead of autograd replaying the elementwise formula through sin and cos.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
-        ctx.save_for_backward(x if (ctx.needs_input_grad[1] or ctx.needs_input_grad[2]) else None, sin, cos)
-        return _rotate(x, sin, cos)
+    def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor]
+                ) -> torch.Tensor:
+        out = _rotate(x, sin, cos)
+        ctx.angle_shape = None if angles is None else angles.shape
+        ctx.save_for_backward(sin, cos, out if ctx.needs_input_grad[3] else None)
+        return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        x, sin, cos = ctx.saved_tensors
+        sin, cos, out = ctx.saved_tensors
         grad_x = _rotate(grad, -sin, cos) if ctx.needs_input_grad[0] else None
-        grad_sin = grad_cos = None
-        if x is not None:
+        grad_angles = None
+        if out is not None:
             g0, g1 = grad.unflatten(-1, (-1, 2)).unbind(-1)
-            x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
-            if ctx.needs_input_grad[1]:
-                grad_sin = _sum_to(g1 * x0 - g0 * x1, sin.shape)
-            if ctx.needs_input_grad[2]:
-                grad_cos = _sum_to(g0 * x0 + g1 * x1, cos.shape)
-        return grad_x, grad_sin, grad_cos
+            o0, o1 = out.unflatten(-1, (-1, 2)).unbind(-1)
+            grad_angles = _sum_to(torch.addcmul(g1 * o0, g0, o1, value=-1.0), ctx.angle_shape)
+        return grad_x, None, None, grad_angles
 
 
 def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
@@ -115,8 +125,12 @@ def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
         Tensor: same shape and dtype as ``x``; the rotation itself runs in float32 (or float64 for float64).
     """
     dtype = x.dtype
-    sin, cos = table
+    sin, cos, angles = table
+    if sin.requires_grad or cos.requires_grad:
+        raise ValueError("apply_rope: gradients reach the table through RopeTable.angles, not sin / cos "
+                         "(build tables with rope_table)")
     xf = x.to(torch.promote_types(dtype, torch.float32))
-    if torch.is_grad_enabled() and (x.requires_grad or sin.requires_grad or cos.requires_grad):
-        return _Rotate.apply(xf, sin, cos).to(dtype)
+    learn_angles = angles is not None and angles.requires_grad
+    if torch.is_grad_enabled() and (x.requires_grad or learn_angles):
+        return _Rotate.apply(xf, sin, cos, angles if learn_angles else None).to(dtype)
     return _rotate(xf, sin, cos).to(dtype)

@@ -14,7 +14,7 @@ import torch
 pytest.importorskip("mmdet")
 
 ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "configs" / "detection" / "mmdet" / "tiny" / "dino-4scale_ropevit-tiny-mixed_1xb4-1k_tinycoco.py"
+TINY = ROOT / "configs" / "detection" / "mmdet" / "tiny" / "dino-4scale_ropevit-tiny-mixed_1xb4-800i_tinycoco.py"
 MIM = shutil.which("mim", path=str(Path(sys.executable).parent)) or shutil.which("mim")
 
 

@@ -62,9 +62,9 @@ test_dataloader = val_dataloader
 val_evaluator = dict(ann_file=data_root + 'annotations/instances_val.json')
 test_evaluator = val_evaluator
 
-max_iters = 1000
+max_iters = 800
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
-param_scheduler = [dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[900], gamma=0.1)]
+param_scheduler = [dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[720], gamma=0.1)]
 # from scratch: no pretrained backbone, so the backbone trains at the full learning rate
 optim_wrapper = dict(
     optimizer=dict(lr=4e-4),
