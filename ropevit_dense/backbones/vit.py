@@ -71,21 +71,23 @@ class Block(nn.Module):
         else:
             self.gamma_1 = self.gamma_2 = None
 
-    def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeTable]) -> torch.Tensor:
+    def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeTable],
+                mask: Optional[torch.Tensor]) -> torch.Tensor:
         if not self.window_size:
             return self.attn(x, rope)
         B, _, C = x.shape
         w = self.window_size
         spatial = pad_to_multiple(x.view(B, hw[0], hw[1], C), w)
         padded_hw = spatial.shape[1:3]
-        mask = padding_key_mask(hw, w, B, device=x.device)
         windows = self.attn(window_partition(spatial, w), rope, attn_mask=mask)
         spatial = window_unpartition(windows, w, padded_hw)[:, : hw[0], : hw[1]]
         return spatial.reshape(B, -1, C)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeTable]) -> torch.Tensor:
-        """``x``: ``(B, N, C)`` (prefix tokens first, then the ``hw`` grid row-major) → ``(B, N, C)``."""
-        y = self._attend(self.norm1(x), hw, rope)
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeTable],
+                mask: Optional[torch.Tensor] = None) -> torch.Tensor:
+        """Args: ``x`` ``(B, N, C)`` (prefix tokens first, then the ``hw`` grid row-major); ``rope`` this block's
+        table; ``mask`` the padded-key mask of window blocks (:func:`padding_key_mask`). Returns ``(B, N, C)``."""
+        y = self._attend(self.norm1(x), hw, rope, mask)
         x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
         y = self.mlp(self.norm2(x))
         return x + self.drop_path(y if self.gamma_2 is None else self.gamma_2 * y)
@@ -285,12 +287,16 @@ class RoPEViT(nn.Module):
             x = x + self._abs_pos((gh, gw))
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        # one padded-key mask per window size and forward (None where the grid needs no padding)
+        windows = {b.window_size for b in self.blocks if b.window_size}
+        masks = {w: padding_key_mask((gh, gw), w, B, device=x.device) for w in windows}
         outs = []
         for i, (blk, table) in enumerate(zip(self.blocks, self._rope_tables((gh, gw), x.device))):
+            mask = masks.get(blk.window_size)
             if self.with_cp and self.training and x.requires_grad:
-                x = checkpoint(blk, x, (gh, gw), table, use_reentrant=False)
+                x = checkpoint(blk, x, (gh, gw), table, mask, use_reentrant=False)
             else:
-                x = blk(x, (gh, gw), table)
+                x = blk(x, (gh, gw), table, mask)
             if i in self.out_indices:
                 feat = x[:, self.num_prefix_tokens:]
                 outs.append(feat.transpose(1, 2).reshape(B, C, gh, gw).contiguous())
