@@ -14,19 +14,6 @@ from __future__ import annotations
 
 from mmdet.registry import MODELS, OPTIM_WRAPPER_CONSTRUCTORS
 
-from .openmmlab import MMRoPESwin, MMRoPEViT, MMSimplePyramid, RoPEOptimWrapperConstructor
+from .openmmlab import register_into
 
-_MODELS = {"RoPEViT": MMRoPEViT, "RoPESwin": MMRoPESwin, "RoPESimplePyramid": MMSimplePyramid}
-
-
-def register() -> None:
-    """Register (once) into mmdet's own registries."""
-    for name, cls in _MODELS.items():
-        if MODELS.get(name) is not cls:
-            MODELS.register_module(name=name, module=cls)
-    name = RoPEOptimWrapperConstructor.__name__
-    if OPTIM_WRAPPER_CONSTRUCTORS.get(name) is not RoPEOptimWrapperConstructor:
-        OPTIM_WRAPPER_CONSTRUCTORS.register_module(name=name, module=RoPEOptimWrapperConstructor)
-
-
-register()
+register_into(MODELS, OPTIM_WRAPPER_CONSTRUCTORS)

@@ -120,3 +120,16 @@ class RoPEOptimWrapperConstructor(DefaultOptimWrapperConstructor):
             if self.layer_decay_rate is not None:
                 scale = vit_lr_scale(name, self.num_layers, self.layer_decay_rate)
                 group["lr"] = group.get("lr", self.base_lr) * scale
+
+
+MODEL_CLASSES = {"RoPEViT": MMRoPEViT, "RoPESwin": MMRoPESwin, "RoPESimplePyramid": MMSimplePyramid}
+
+
+def register_into(models_registry, constructors_registry) -> None:
+    """Register (once) the backbones, the neck and the optimizer constructor into one framework's registries."""
+    for name, cls in MODEL_CLASSES.items():
+        if models_registry.get(name) is not cls:
+            models_registry.register_module(name=name, module=cls)
+    name = RoPEOptimWrapperConstructor.__name__
+    if constructors_registry.get(name) is not RoPEOptimWrapperConstructor:
+        constructors_registry.register_module(name=name, module=RoPEOptimWrapperConstructor)
