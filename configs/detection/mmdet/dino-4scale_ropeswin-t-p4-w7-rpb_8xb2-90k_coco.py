@@ -1,20 +1,12 @@
-# DINO 4-scale, Swin-T (patch 4, window 7) with relative position bias only (the Swin baseline), COCO, 90k iterations at batch 16.
-_base_ = [
-    './_base_/models/dino-4scale_ropeswin.py', './_base_/datasets/coco_detection_detr.py',
-    './_base_/schedules/schedule_90k.py', './_base_/default_runtime.py'
-]
+# DINO 4-scale, Swin-T (patch 4, window 7) with relative position bias only (the Swin baseline): the RoPE-Mixed config of the
+# same size with another position encoding and its checkpoint.
+_base_ = ['./dino-4scale_ropeswin-t-p4-w7-mixed_8xb2-90k_coco.py']
 
 model = dict(
     backbone=dict(
-        embed_dim=96,
-        depths=(2, 2, 6, 2),
-        num_heads=(3, 6, 12, 24),
-        window_size=7,
         rope_type=None,
         use_rpb=True,
-        drop_path_rate=0.1,
         init_cfg=dict(
             type='Pretrained',
             checkpoint='https://github.com/SwinTransformer/storage/releases/download/v1.0.0/swin_tiny_patch4_window7_224.pth',
-            strict=True)),
-    neck=dict(in_channels=[192, 384, 768]))
+            strict=True)))

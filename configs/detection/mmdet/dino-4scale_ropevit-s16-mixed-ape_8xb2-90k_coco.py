@@ -1,23 +1,9 @@
-# DINO 4-scale, ViT-S/16 ViTDet backbone with RoPE-Mixed + absolute position embedding, COCO, 90k iterations at batch 16.
-_base_ = [
-    './_base_/models/dino-4scale_ropevit.py', './_base_/datasets/coco_detection_detr.py',
-    './_base_/schedules/schedule_90k.py', './_base_/default_runtime.py'
-]
+# DINO 4-scale, ViT-S/16 ViTDet backbone with RoPE-Mixed + absolute position embedding: the RoPE-Mixed config of the same
+# size with another position encoding and its checkpoint.
+_base_ = ['./dino-4scale_ropevit-s16-mixed_8xb2-90k_coco.py']
 
 model = dict(
     backbone=dict(
-        embed_dim=384,
-        depth=12,
-        num_heads=6,
         rope_type='mixed',
         use_ape=True,
-        window_size=14,
-        global_block_indexes=(2, 5, 8, 11),
-        drop_path_rate=0.1,
-        init_cfg=dict(type='Pretrained', checkpoint='hf://naver-ai/rope_mixed_ape_deit_small_patch16_LS/pytorch_model.bin')),
-    neck=[
-        dict(type='RoPESimplePyramid', in_channels=384, out_channels=256, scale_factors=(2.0, 1.0, 0.5),
-             top_block=True),
-        dict(type='ChannelMapper', in_channels=[256, 256, 256, 256], kernel_size=1, out_channels=256, act_cfg=None,
-             norm_cfg=dict(type='GN', num_groups=32), num_outs=4),
-    ])
+        init_cfg=dict(type='Pretrained', checkpoint='hf://naver-ai/rope_mixed_ape_deit_small_patch16_LS/pytorch_model.bin')))
