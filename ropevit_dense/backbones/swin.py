@@ -20,7 +20,7 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import Attention, PatchEmbed, pad_to_multiple, window_partition, window_unpartition
+from ..layers import Attention, PatchEmbed, pad_to_multiple, valid_windows, window_partition, window_unpartition
 from ..rope import DEFAULT_THETA, AxialRoPE, MixedRoPE, RopeTable, check_rope_options, grid_coords
 
 SWIN_PRESETS: dict[str, dict] = {
@@ -130,13 +130,9 @@ def window_masks(hw: tuple[int, int], window: int, shift: int, device: torch.dev
             for ws in cuts:
                 region[:, hs, ws] = label
                 label += 1
-    valid = torch.zeros(1, Hp, Wp, 1, device=device)
-    valid[:, :H, :W] = 1.0
-    if shift:
-        valid = torch.roll(valid, shifts=(-shift, -shift), dims=(1, 2))
     region = window_partition(region, window).squeeze(-1)  # (nW, N)
-    valid = window_partition(valid, window).squeeze(-1)
-    mask = (region[:, None, :] != region[:, :, None]) | (valid[:, None, :] == 0)
+    valid = valid_windows(hw, window, shift, device=device)
+    mask = (region[:, None, :] != region[:, :, None]) | ~valid[:, None, :]
     return (mask.float() * MASK_VALUE).unsqueeze(1)
 
 

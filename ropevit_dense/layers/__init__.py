@@ -2,6 +2,14 @@
 
 from .attention import Attention
 from .patch_embed import PatchEmbed
-from .window import pad_to_multiple, padding_key_mask, window_partition, window_unpartition
+from .window import pad_to_multiple, padding_key_mask, valid_windows, window_partition, window_unpartition
 
-__all__ = ["Attention", "PatchEmbed", "pad_to_multiple", "padding_key_mask", "window_partition", "window_unpartition"]
+__all__ = [
+    "Attention",
+    "PatchEmbed",
+    "pad_to_multiple",
+    "padding_key_mask",
+    "valid_windows",
+    "window_partition",
+    "window_unpartition",
+]

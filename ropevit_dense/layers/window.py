@@ -32,6 +32,28 @@ def window_unpartition(windows: torch.Tensor, window: int, padded_hw: tuple[int,
     return x.permute(0, 1, 3, 2, 4, 5).reshape(-1, Hp, Wp, C)
 
 
+def valid_windows(
+    hw: tuple[int, int], window: int, shift: int = 0, device: Optional[torch.device] = None
+) -> torch.Tensor:
+    """Which tokens of each window are real (not padding) for an ``hw`` map padded to ``window`` multiples.
+
+    Args:
+        hw: the unpadded map size ``(H, W)``.
+        window: window side.
+        shift: cyclic shift applied to the padded map before partitioning (Swin's shifted windows).
+
+    Returns:
+        Tensor: bool ``(nH * nW, window * window)``.
+    """
+    H, W = hw
+    Hp, Wp = H + (-H) % window, W + (-W) % window
+    valid = torch.zeros(1, Hp, Wp, 1, dtype=torch.bool, device=device)
+    valid[:, :H, :W] = True
+    if shift:
+        valid = torch.roll(valid, shifts=(-shift, -shift), dims=(1, 2))
+    return window_partition(valid, window).squeeze(-1)
+
+
 def padding_key_mask(
     hw: tuple[int, int], window: int, batch: int, device: Optional[torch.device] = None
 ) -> Optional[torch.Tensor]:
@@ -43,8 +65,4 @@ def padding_key_mask(
     H, W = hw
     if H % window == 0 and W % window == 0:
         return None
-    Hp, Wp = H + (-H) % window, W + (-W) % window
-    valid = torch.zeros(1, Hp, Wp, 1, dtype=torch.bool, device=device)
-    valid[:, :H, :W] = True
-    mask = window_partition(valid, window).squeeze(-1)  # (nW, window*window)
-    return mask.repeat(batch, 1)[:, None, None, :]
+    return valid_windows(hw, window, device=device).repeat(batch, 1)[:, None, None, :]
