@@ -1,0 +1,25 @@
+# Mask2Former, Swin-S (patch 4, window 7) RoPE-Mixed backbone, ADE20k semantic 512 x 512, 160k iterations at batch 16.
+_base_ = [
+    './_base_/models/mask2former_ropeswin.py', './_base_/datasets/ade20k_mask2former.py',
+    './_base_/schedules/schedule_160k_mask2former.py', './_base_/default_runtime.py'
+]
+# Mask2Former's head classes live in mmdet.
+custom_imports = dict(imports=['ropevit_dense.adapters.mmseg', 'mmdet.models'], allow_failed_imports=False)
+# Multi-scale test: Mask2Former's semantic outputs are already probabilities (class softmax x mask sigmoid), which
+# its own TTA averages as they are; mmseg's SegTTAModel would apply a softmax to them first.
+tta_model = dict(type='ProbabilityAverageSegTTAModel')
+
+model = dict(
+    backbone=dict(
+        embed_dim=96,
+        depths=(2, 2, 18, 2),
+        num_heads=(3, 6, 12, 24),
+        window_size=7,
+        rope_type='mixed',
+        use_rpb=False,
+        drop_path_rate=0.3,
+        init_cfg=dict(
+            type='Pretrained',
+            checkpoint='hf://naver-ai/swin_rope_mixed_small_patch4_window7_224/pytorch_model.bin',
+            strict=True)),
+    decode_head=dict(in_channels=[96, 192, 384, 768]))

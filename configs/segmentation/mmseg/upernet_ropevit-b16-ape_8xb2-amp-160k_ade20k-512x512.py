@@ -1,0 +1,9 @@
+# UperNet, ViT-B/16 backbone with absolute position embedding only (the DeiT-III baseline): the RoPE-Mixed config of the same size with another
+# position encoding and its checkpoint.
+_base_ = ['./upernet_ropevit-b16-mixed_8xb2-amp-160k_ade20k-512x512.py']
+
+model = dict(
+    backbone=dict(
+        rope_type=None,
+        use_ape=True,
+        init_cfg=dict(type='Pretrained', checkpoint='hf://naver-ai/deit_base_patch16_LS/pytorch_model.bin')))

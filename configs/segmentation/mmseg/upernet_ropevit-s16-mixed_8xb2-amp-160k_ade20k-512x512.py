@@ -1,0 +1,23 @@
+# UperNet, ViT-S/16 RoPE-Mixed backbone (all blocks global), ADE20k 512 x 512, 160k iterations at batch 16, BEiT v2
+# recipe.
+# ViT-S has no BEiT v2 config: it mirrors ViT-B (blocks 3/5/7/11, lr 5e-5, layer decay 0.75) with drop path 0.1.
+_base_ = [
+    './_base_/models/upernet_ropevit.py', './_base_/datasets/ade20k_upernet.py',
+    './_base_/schedules/schedule_160k_upernet.py', './_base_/default_runtime.py'
+]
+
+model = dict(
+    backbone=dict(
+        embed_dim=384,
+        depth=12,
+        num_heads=6,
+        rope_type='mixed',
+        use_ape=False,
+        out_indices=(3, 5, 7, 11),
+        drop_path_rate=0.1,
+        init_cfg=dict(type='Pretrained', checkpoint='hf://naver-ai/rope_mixed_deit_small_patch16_LS/pytorch_model.bin')),
+    neck=dict(embed_dim=384),
+    decode_head=dict(in_channels=[384, 384, 384, 384], channels=384),
+    auxiliary_head=dict(in_channels=384))
+
+optim_wrapper = dict(optimizer=dict(lr=5e-05), paramwise_cfg=dict(layer_decay_rate=0.75, num_layers=12))
