@@ -20,6 +20,7 @@ from ..backbones import RoPESwin, RoPEViT
 from ..backbones.lr_decay import vit_lr_scale
 from ..checkpoints import allow_mmengine_checkpoints, load_pretrained
 from ..necks import SimplePyramid
+from ..rope import ROPE_PARAMETER_NAMES
 
 # mmengine's own torch.load calls (test, resume) must accept the checkpoints mmengine writes.
 allow_mmengine_checkpoints()
@@ -80,7 +81,7 @@ class MMSimplePyramid(SimplePyramid, BaseModule):
 class RoPEOptimWrapperConstructor(DefaultOptimWrapperConstructor):
     """mmengine's default constructor, with norms always decay-free and an optional layer-wise decay for RoPE-ViT.
 
-    Two differences from ``DefaultOptimWrapperConstructor``:
+    Three differences from ``DefaultOptimWrapperConstructor``:
 
     * ``norm_decay_mult`` applies to every normalisation layer, also when the parameter matches a ``custom_keys``
       entry. mmengine skips it for such parameters, so ``custom_keys={'backbone': dict(lr_mult=0.1)}`` would
@@ -90,6 +91,8 @@ class RoPEOptimWrapperConstructor(DefaultOptimWrapperConstructor):
       the patch / position embeddings and cls token by ``rate ** (num_layers + 1)``, everything else by 1
       (:mod:`ropevit_dense.backbones.lr_decay`). mmseg's own constructor only knows BEiT / MAE class names and
       ``layers.i`` block names, hence this one.
+    * A ``custom_keys`` entry ``'rope.freqs'`` covers every learned RoPE parameter (``rope.generators`` and
+      ``rope.axis_scales`` of LieRE / ComRoPE too), unless those names have entries of their own.
     """
 
     def __init__(self, optim_wrapper_cfg: dict, paramwise_cfg: Optional[dict] = None) -> None:
@@ -101,6 +104,10 @@ class RoPEOptimWrapperConstructor(DefaultOptimWrapperConstructor):
                 raise ValueError(f"{type(self).__name__}: paramwise_cfg.layer_decay_rate needs num_layers")
             if not 0.0 < float(rate) <= 1.0:
                 raise ValueError(f"paramwise_cfg.layer_decay_rate must be in (0, 1], got {rate}")
+        custom_keys = paramwise_cfg.get("custom_keys")
+        if custom_keys and "rope.freqs" in custom_keys:
+            paramwise_cfg["custom_keys"] = {**{f"rope.{n}": dict(custom_keys["rope.freqs"]) for n in
+                                               ROPE_PARAMETER_NAMES}, **custom_keys}
         self.layer_decay_rate = None if rate is None else float(rate)
         self.num_layers = None if num_layers is None else int(num_layers)
         super().__init__(optim_wrapper_cfg, paramwise_cfg)

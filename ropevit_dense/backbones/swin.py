@@ -2,8 +2,9 @@
 
 Swin Transformer (Liu et al., ICCV 2021) with the 2D RoPE window attention of RoPE-Swin (Heo et al., ECCV 2024,
 https://github.com/naver-ai/rope-vit): window-local RoPE coordinates, axial (fixed, theta 50) or mixed (learnable,
-theta 10) frequencies, and an optional relative position bias (RPB). Parameter names follow the Microsoft / naver
-checkpoints, so they load with a light renaming (see :mod:`ropevit_dense.checkpoints`).
+theta 10) frequencies, and an optional relative position bias (RPB); the other position modes of
+:mod:`ropevit_dense.rope` (spherical, LieRE, ComRoPE) plug in the same way, per attention layer. Parameter names
+follow the Microsoft / naver checkpoints, so they load with a light renaming (see :mod:`ropevit_dense.checkpoints`).
 
 Any input size works: the image is padded to the patch size, each stage pads to the window size and masks the
 padded keys, patch merging pads odd sizes. RoPE extrapolates inside windows larger than the pretraining one.
@@ -12,7 +13,7 @@ padded keys, patch merging pads odd sizes. RoPE extrapolates inside windows larg
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -21,7 +22,17 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, PatchEmbed, pad_to_multiple, valid_windows, window_partition, window_unpartition
-from ..rope import DEFAULT_THETA, AxialRoPE, MixedRoPE, RopeTable, check_rope_options, grid_coords
+from ..rope import (
+    PAIR_ROPE_TYPES,
+    ROPE_PARAMETER_NAMES,
+    AxialRoPE,
+    BlockRopeTable,
+    RopeTable,
+    build_layer_rope,
+    check_rope_options,
+    grid_coords,
+    rope_settings,
+)
 
 SWIN_PRESETS: dict[str, dict] = {
     "t": dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24)),
@@ -47,7 +58,7 @@ class WindowAttention(Attention):
         window_size (int): window side.
         qkv_bias (bool): qkv bias.
         use_rpb (bool): learnable relative position bias table.
-        rope (nn.Module | None): this block's own learnable RoPE (mixed), if any.
+        rope (nn.Module | None): this block's own learnable RoPE (every mode but axial), if any.
     """
 
     def __init__(
@@ -88,8 +99,8 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
-    def forward(self, x: torch.Tensor, rope: Optional[RopeTable], masks: dict[int, Optional[torch.Tensor]]
-                ) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, rope: Optional[Union[RopeTable, BlockRopeTable]],
+                masks: dict[int, Optional[torch.Tensor]]) -> torch.Tensor:
         """``x`` ``(B, H, W, C)``; ``masks`` maps a shift to its additive ``(nW, 1, w*w, w*w)`` mask."""
         B, H, W, C = x.shape
         w = self.window_size
@@ -157,15 +168,16 @@ class SwinStage(nn.Module):
 
     def __init__(self, *, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
                  qkv_bias: bool, drop_path: Sequence[float], use_rpb: bool, rope_type: Optional[str],
-                 rope_theta: float, downsample: bool) -> None:
+                 rope_theta: Optional[float], downsample: bool, rope_block_size: Optional[int] = None,
+                 rope_coord_scale: float = 1.0) -> None:
         super().__init__()
         head_dim = dim // num_heads
         self.blocks = nn.ModuleList(
             SwinBlock(
                 dim=dim, num_heads=num_heads, window_size=window_size, shift=i % 2 == 1, mlp_ratio=mlp_ratio,
                 qkv_bias=qkv_bias, drop_path=drop_path[i], use_rpb=use_rpb,
-                rope=MixedRoPE(head_dim=head_dim, num_heads=num_heads, theta=rope_theta) if rope_type == "mixed"
-                else None,
+                rope=build_layer_rope(rope_type, head_dim=head_dim, num_heads=num_heads, theta=rope_theta,
+                                      block_size=rope_block_size, coord_scale=rope_coord_scale),
             )
             for i in range(depth)
         )
@@ -186,8 +198,12 @@ class RoPESwin(nn.Module):
         mlp_ratio (float): MLP expansion. Default: 4.
         qkv_bias (bool): qkv bias. Default: True.
         drop_path_rate (float): stochastic depth, linearly increasing. Default: 0.
-        rope_type (str | None): ``'axial'``, ``'mixed'`` or None. Default: ``'mixed'``.
-        rope_theta (float | None): None picks the reference value (50 axial, 10 mixed).
+        rope_type (str | None): ``'axial'``, ``'mixed'``, ``'spherical'``, ``'liere'``, ``'comrope-ap'``,
+            ``'comrope-ld'`` or None; see :mod:`ropevit_dense.rope`. Default: ``'mixed'``.
+        rope_theta (float | None): None picks the reference value (50 axial, 10 mixed and spherical); must stay
+            None for LieRE / ComRoPE.
+        rope_block_size (int | None): generator block side of LieRE / ComRoPE; None picks 8. Their positions
+            are measured in pretraining windows (``coord_scale = 1 / pretrain_window_size``).
         rope_position (str): ``'extrapolate'`` (window-local integer coordinates) or ``'interpolate'``
             (mapped onto the pretraining window). Default: ``'extrapolate'``.
         use_rpb (bool): relative position bias. Default: False.
@@ -209,8 +225,9 @@ class RoPESwin(nn.Module):
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
         drop_path_rate: float = 0.0,
-        rope_type: Optional[Literal["axial", "mixed"]] = "mixed",
+        rope_type: Optional[Literal["axial", "mixed", "spherical", "liere", "comrope-ap", "comrope-ld"]] = "mixed",
         rope_theta: Optional[float] = None,
+        rope_block_size: Optional[int] = None,
         rope_position: Literal["extrapolate", "interpolate"] = "extrapolate",
         use_rpb: bool = False,
         out_indices: Optional[Sequence[int]] = None,
@@ -226,7 +243,7 @@ class RoPESwin(nn.Module):
         num_stages = len(depths)
         dims = [embed_dim * 2 ** i for i in range(num_stages)]
         for d, h in zip(dims, num_heads):
-            if d % h or (rope_type is not None and (d // h) % 4):
+            if d % h or (rope_type in PAIR_ROPE_TYPES and (d // h) % 4):
                 raise ValueError(f"stage dim {d} with {h} heads: head_dim must be an integer divisible by 4")
         out_indices = tuple(range(num_stages)) if out_indices is None else tuple(int(i) for i in out_indices)
         bad = [i for i in out_indices if not 0 <= i < num_stages]
@@ -239,7 +256,7 @@ class RoPESwin(nn.Module):
         self.rope_type, self.rope_position = rope_type, rope_position
         self.out_indices, self.frozen_stages, self.with_cp = out_indices, frozen_stages, with_cp
         self.num_features = dims
-        theta = rope_theta if rope_theta is not None else DEFAULT_THETA.get((rope_type, "swin"))
+        theta, block_size = rope_settings(rope_type, "swin", theta=rope_theta, block_size=rope_block_size)
 
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, norm=True)
         head_dims = sorted({d // h for d, h in zip(dims, num_heads)})
@@ -251,7 +268,8 @@ class RoPESwin(nn.Module):
             SwinStage(
                 dim=dims[i], depth=depths[i], num_heads=num_heads[i], window_size=window_size, mlp_ratio=mlp_ratio,
                 qkv_bias=qkv_bias, drop_path=dpr[sum(depths[:i]): sum(depths[: i + 1])], use_rpb=use_rpb,
-                rope_type=rope_type, rope_theta=theta, downsample=i < num_stages - 1,
+                rope_type=rope_type, rope_theta=theta, downsample=i < num_stages - 1, rope_block_size=block_size,
+                rope_coord_scale=1.0 / pretrain_window_size,
             )
             for i in range(num_stages)
         )
@@ -287,7 +305,7 @@ class RoPESwin(nn.Module):
 
     def no_weight_decay_keywords(self) -> set[str]:
         """Name fragments of parameters that take no weight decay."""
-        return {"rope.freqs", "relative_position_bias_table"}
+        return {f"rope.{n}" for n in ROPE_PARAMETER_NAMES} | {"relative_position_bias_table"}
 
     def _window_coords(self, device: torch.device) -> torch.Tensor:
         w, ref = self.window_size, self.pretrain_window_size

@@ -6,14 +6,15 @@ Plain Vision Transformer Backbones for Object Detection", ECCV 2022): window att
 attention in a few, at any input size.
 
 RoPE positions are the integer coordinates of the actual token grid (extrapolation) by default. Window blocks use
-window-local coordinates, which gives exactly the attention of global coordinates because RoPE only sees
-position differences.
+window-local coordinates, which gives exactly the attention of global coordinates for the relative modes (axial,
+mixed, ComRoPE: they only see position differences); for Spherical RoPE and LieRE every window sees the same local
+frame.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -22,7 +23,17 @@ from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import Attention, PatchEmbed, pad_to_multiple, padding_key_mask, window_partition, window_unpartition
-from ..rope import DEFAULT_THETA, AxialRoPE, MixedRoPE, RopeTable, check_rope_options, grid_coords
+from ..rope import (
+    PAIR_ROPE_TYPES,
+    AxialRoPE,
+    BlockRopeTable,
+    RopeTable,
+    build_layer_rope,
+    check_rope_options,
+    grid_coords,
+    is_rope_parameter,
+    rope_settings,
+)
 
 VIT_PRESETS: dict[str, dict[str, int]] = {
     "s": dict(embed_dim=384, depth=12, num_heads=6),
@@ -42,7 +53,7 @@ class Block(nn.Module):
         init_values (float | None): LayerScale init (``gamma_1`` / ``gamma_2``); None for no LayerScale.
         drop_path (float): stochastic depth rate.
         window_size (int): 0 for global attention, else the side of the attention windows in tokens.
-        rope (nn.Module | None): this block's own learnable RoPE (RoPE-Mixed), if any.
+        rope (nn.Module | None): this block's own learnable RoPE (every mode but axial), if any.
     """
 
     def __init__(
@@ -71,7 +82,7 @@ class Block(nn.Module):
         else:
             self.gamma_1 = self.gamma_2 = None
 
-    def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeTable],
+    def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[Union[RopeTable, BlockRopeTable]],
                 mask: Optional[torch.Tensor]) -> torch.Tensor:
         if not self.window_size:
             return self.attn(x, rope)
@@ -83,7 +94,7 @@ class Block(nn.Module):
         spatial = window_unpartition(windows, w, padded_hw)[:, : hw[0], : hw[1]]
         return spatial.reshape(B, -1, C)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeTable],
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[Union[RopeTable, BlockRopeTable]],
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Args: ``x`` ``(B, N, C)`` (prefix tokens first, then the ``hw`` grid row-major); ``rope`` this block's
         table; ``mask`` the padded-key mask of window blocks (:func:`padding_key_mask`). Returns ``(B, N, C)``."""
@@ -94,7 +105,7 @@ class Block(nn.Module):
 
 
 class RoPEViT(nn.Module):
-    """Plain ViT with 2D RoPE (axial or mixed), optional absolute position embedding, and ViTDet windows.
+    """Plain ViT with 2D RoPE (axial, mixed, spherical, LieRE, ComRoPE), optional APE, and ViTDet windows.
 
     Args:
         embed_dim (int): channels. Default: 768.
@@ -108,8 +119,12 @@ class RoPEViT(nn.Module):
         qkv_bias (bool): qkv bias. Default: True.
         init_values (float | None): LayerScale init; None disables LayerScale. Default: 1e-5.
         drop_path_rate (float): stochastic depth, linearly increasing over blocks. Default: 0.
-        rope_type (str | None): ``'axial'``, ``'mixed'`` or None (no RoPE). Default: ``'mixed'``.
-        rope_theta (float | None): frequency base; None picks the reference value (100 axial, 10 mixed).
+        rope_type (str | None): ``'axial'``, ``'mixed'``, ``'spherical'``, ``'liere'``, ``'comrope-ap'``,
+            ``'comrope-ld'`` or None (no RoPE); see :mod:`ropevit_dense.rope`. Default: ``'mixed'``.
+        rope_theta (float | None): frequency base of axial / mixed / spherical; None picks the reference value
+            (100 axial, 10 mixed and spherical). Must stay None for LieRE / ComRoPE.
+        rope_block_size (int | None): generator block side of LieRE / ComRoPE (``head_dim`` = dense LieRE); None
+            picks 8. Their positions are measured in pretraining grids (``coord_scale = 1 / grid side``).
         rope_position (str): ``'extrapolate'`` (integer coordinates of the actual grid) or ``'interpolate'``
             (coordinates mapped onto the pretraining grid, EVA-02 style). Default: ``'extrapolate'``.
         use_ape (bool): learnable absolute position embedding, bicubic-resized to each input's grid. Default: False.
@@ -139,8 +154,9 @@ class RoPEViT(nn.Module):
         qkv_bias: bool = True,
         init_values: Optional[float] = 1e-5,
         drop_path_rate: float = 0.0,
-        rope_type: Optional[Literal["axial", "mixed"]] = "mixed",
+        rope_type: Optional[Literal["axial", "mixed", "spherical", "liere", "comrope-ap", "comrope-ld"]] = "mixed",
         rope_theta: Optional[float] = None,
+        rope_block_size: Optional[int] = None,
         rope_position: Literal["extrapolate", "interpolate"] = "extrapolate",
         use_ape: bool = False,
         ape_antialias: bool = True,
@@ -156,7 +172,7 @@ class RoPEViT(nn.Module):
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         head_dim = embed_dim // num_heads
-        if rope_type is not None and head_dim % 4:
+        if rope_type in PAIR_ROPE_TYPES and head_dim % 4:
             raise ValueError(f"2D RoPE needs head_dim = embed_dim / num_heads divisible by 4, got {head_dim}")
         if not isinstance(window_size, int) or window_size < 0:
             raise ValueError(f"window_size must be an int >= 0 (0 = all blocks global), got {window_size!r}")
@@ -189,15 +205,17 @@ class RoPEViT(nn.Module):
         self.pos_embed = (
             nn.Parameter(torch.zeros(1, self.pretrain_grid[0] * self.pretrain_grid[1], embed_dim)) if use_ape else None
         )
-        theta = rope_theta if rope_theta is not None else DEFAULT_THETA.get((rope_type, "vit"))
+        theta, block_size = rope_settings(rope_type, "vit", theta=rope_theta, block_size=rope_block_size)
         # Axial frequencies are fixed, so one module (and one table per grid) serves every block.
         self.rope = AxialRoPE(head_dim=head_dim, theta=theta) if rope_type == "axial" else None
+        coord_scale = 1.0 / self.pretrain_grid[0]
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
             Block(
                 dim=embed_dim, num_heads=num_heads, mlp_ratio=mlp_ratio, qkv_bias=qkv_bias, init_values=init_values,
                 drop_path=dpr[i], window_size=0 if i in global_block_indexes else window_size,
-                rope=MixedRoPE(head_dim=head_dim, num_heads=num_heads, theta=theta) if rope_type == "mixed" else None,
+                rope=build_layer_rope(rope_type, head_dim=head_dim, num_heads=num_heads, theta=theta,
+                                      block_size=block_size, coord_scale=coord_scale),
             )
             for i in range(depth)
         )
@@ -241,8 +259,8 @@ class RoPEViT(nn.Module):
         return self
 
     def no_weight_decay(self) -> set[str]:
-        """Parameter names that take no weight decay (position embeddings, RoPE frequencies, cls token)."""
-        names = {n for n, _ in self.named_parameters() if n.endswith("rope.freqs")}
+        """Parameter names that take no weight decay (position embeddings, RoPE parameters, cls token)."""
+        names = {n for n, _ in self.named_parameters() if is_rope_parameter(n)}
         return names | {n for n in ("cls_token", "pos_embed") if getattr(self, n) is not None}
 
     # -- forward -------------------------------------------------------------------------------------------------
@@ -255,7 +273,8 @@ class RoPEViT(nn.Module):
             pos = pos.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)
         return pos
 
-    def _rope_tables(self, grid: tuple[int, int], device: torch.device) -> Iterator[Optional[RopeTable]]:
+    def _rope_tables(self, grid: tuple[int, int], device: torch.device
+                     ) -> Iterator[Optional[Union[RopeTable, BlockRopeTable]]]:
         """One table per block, for its layout; shared (axial) tables are built once per forward."""
         if self.rope_type is None:
             yield from (None for _ in self.blocks)

@@ -12,6 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..rope import PAIR_ROPE_TYPES, is_rope_parameter
 from .formats import StateDict, swin_to_ours, unwrap, vit_to_ours
 from .io import CheckpointError, load_file
 
@@ -131,6 +132,37 @@ def _adapt_swin(model: nn.Module, sd: StateDict, report: LoadReport) -> StateDic
     return sd
 
 
+def _pair_frequencies(model: nn.Module, key: str, value: torch.Tensor) -> bool:
+    """True when ``value`` at ``key`` is a RoPE-ViT frequency table ``(2, heads or 1, head_dim / 2)`` for the
+    attention layer the key belongs to (naver / timm RoPE-Mixed weights, naver RoPE-Swin axial buffers)."""
+    try:
+        rope = model.get_submodule(key.rsplit(".", 1)[0])
+    except AttributeError:
+        return False
+    heads, head_dim = getattr(rope, "num_heads", None), getattr(rope, "head_dim", None)
+    return (key.endswith(".freqs") and value.ndim == 3 and value.shape[0] == 2 and head_dim is not None
+            and value.shape[1] in (1, heads) and value.shape[2] == head_dim // 2)
+
+
+def _fresh_rope_parameters(model: nn.Module, sd: StateDict, report: LoadReport) -> None:
+    """Position modes without published weights (spherical, LieRE, ComRoPE) keep their RoPE initialisation.
+
+    A published checkpoint, i.e. one with RoPE-Mixed / axial frequencies (naver, timm) or without RoPE parameters
+    (APE), loads everything else: its frequencies are dropped and the model's RoPE parameters reported as
+    initialised. Any other RoPE parameters (a checkpoint trained here in some mode) load as usual, so a mode or
+    block-size mismatch stays a strict-loading error.
+    """
+    if getattr(model, "rope_type", None) in (None, *PAIR_ROPE_TYPES):
+        return
+    theirs = [k for k in sd if is_rope_parameter(k)]
+    if not all(_pair_frequencies(model, k, sd[k]) for k in theirs):
+        return
+    for k in theirs:
+        sd.pop(k)
+        report.dropped.append(k)
+    report.initialized += [k for k in model.state_dict() if is_rope_parameter(k)]
+
+
 def load_pretrained(
     model: nn.Module,
     checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
@@ -173,6 +205,7 @@ def load_pretrained(
         sd = adapt(model, sd, report)
     except ValueError as exc:
         raise CheckpointError(f"checkpoint '{source}' does not fit {type(model).__name__}: {exc}") from None
+    _fresh_rope_parameters(model, sd, report)
     model_sd = model.state_dict()
     report.missing = sorted(k for k in model_sd if k not in sd and k not in report.initialized)
     report.unexpected = sorted(k for k in sd if k not in model_sd)

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional
+from typing import Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rope import RopeTable, apply_rope
+from ..rope import BlockRopeTable, RopeTable, apply_rope
 
 
 class Attention(nn.Module):
@@ -36,14 +36,16 @@ class Attention(nn.Module):
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(
-        self, x: torch.Tensor, rope: Optional[RopeTable] = None, attn_mask: Optional[torch.Tensor] = None
+        self, x: torch.Tensor, rope: Optional[Union[RopeTable, BlockRopeTable]] = None,
+        attn_mask: Optional[torch.Tensor] = None
     ) -> torch.Tensor:
         """Attend.
 
         Args:
             x (Tensor): ``(B, N, C)``.
-            rope (RopeTable | None): sin / cos broadcastable to ``(heads, N, head_dim // 2)``; tokens that must
-                not rotate carry angle 0 in it.
+            rope (RopeTable | BlockRopeTable | None): sin / cos broadcastable to ``(heads, N, head_dim // 2)``,
+                or rotation blocks ``(heads or 1, N, num_blocks, b, b)``; tokens that must not rotate carry
+                angle 0 (identity blocks) in it.
             attn_mask (Tensor | None): boolean (True = attend) or additive float mask broadcastable to
                 ``(B, heads, N, N)``.
 

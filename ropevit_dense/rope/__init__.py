@@ -1,23 +1,55 @@
-"""2D rotary position embedding for images: coordinates, frequencies, tables and the one rotation function."""
+"""2D rotary position embedding for images: coordinates, frequencies, generators, tables and the one rotation
+function."""
 
 from .frequencies import axial_frequencies, base_magnitudes, mixed_frequencies
+from .generators import ComRoPEAP, ComRoPELD, LieRE, generator_table, skew_from_upper
 from .grid import POSITION_MODES, grid_coords
-from .modules import DEFAULT_THETA, ROPE_TYPES, AxialRoPE, MixedRoPE, check_rope_options
-from .rotation import RopeTable, apply_rope, rope_angles, rope_table
+from .modules import (
+    DEFAULT_BLOCK_SIZE,
+    DEFAULT_THETA,
+    GENERATOR_ROPE_TYPES,
+    PAIR_ROPE_TYPES,
+    ROPE_PARAMETER_NAMES,
+    ROPE_TYPES,
+    AxialRoPE,
+    MixedRoPE,
+    build_layer_rope,
+    check_rope_options,
+    is_rope_parameter,
+    rope_settings,
+)
+from .rotation import BlockRopeTable, RopeTable, apply_rope, rope_angles, rope_table
+from .spherical import SphericalRoPE, spherical_blocks, spherical_frequencies
 
 __all__ = [
+    "DEFAULT_BLOCK_SIZE",
     "DEFAULT_THETA",
+    "GENERATOR_ROPE_TYPES",
+    "PAIR_ROPE_TYPES",
     "POSITION_MODES",
+    "ROPE_PARAMETER_NAMES",
     "ROPE_TYPES",
     "AxialRoPE",
+    "BlockRopeTable",
+    "ComRoPEAP",
+    "ComRoPELD",
+    "LieRE",
     "MixedRoPE",
     "RopeTable",
+    "SphericalRoPE",
     "apply_rope",
     "axial_frequencies",
     "base_magnitudes",
+    "build_layer_rope",
     "check_rope_options",
+    "generator_table",
     "grid_coords",
+    "is_rope_parameter",
     "mixed_frequencies",
     "rope_angles",
+    "rope_settings",
     "rope_table",
+    "skew_from_upper",
+    "spherical_blocks",
+    "spherical_frequencies",
 ]

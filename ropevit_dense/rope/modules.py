@@ -1,4 +1,15 @@
-"""RoPE modules: frequencies as module state, tables built for the coordinates they are handed."""
+"""RoPE modules: frequencies (or generators) as module state, tables built for the coordinates they are handed.
+
+Position modes (``rope_type``):
+
+* ``'axial'``, ``'mixed'``: RoPE-ViT / RoPE-Swin (Heo et al., ECCV 2024), 2x2 rotations of channel pairs.
+* ``'spherical'``: Spherical RoPE (:mod:`ropevit_dense.rope.spherical`), 3x3 rotations, not strictly relative.
+* ``'liere'``: LieRE, ``'comrope-ap'`` / ``'comrope-ld'``: ComRoPE (:mod:`ropevit_dense.rope.generators`),
+  matrix exponentials of learned skew-symmetric generators in ``b x b`` blocks (``rope_block_size``, default 8).
+
+Every mode but axial learns its parameters per attention layer (``blk.attn.rope``); their names are listed in
+:data:`ROPE_PARAMETER_NAMES` so weight-decay and learning-rate rules can match them (:func:`is_rope_parameter`).
+"""
 
 from __future__ import annotations
 
@@ -8,13 +19,22 @@ import torch
 from torch import nn
 
 from .frequencies import axial_frequencies, mixed_frequencies
+from .generators import ComRoPEAP, ComRoPELD, LieRE
 from .grid import POSITION_MODES
 from .rotation import RopeTable, rope_table
+from .spherical import SphericalRoPE
 
-RopeType = Literal["axial", "mixed"]
-ROPE_TYPES = ("axial", "mixed")
-# theta per (rope type, backbone family), as the RoPE-ViT reference and its released checkpoints.
-DEFAULT_THETA = {("axial", "vit"): 100.0, ("mixed", "vit"): 10.0, ("axial", "swin"): 50.0, ("mixed", "swin"): 10.0}
+RopeType = Literal["axial", "mixed", "spherical", "liere", "comrope-ap", "comrope-ld"]
+ROPE_TYPES = ("axial", "mixed", "spherical", "liere", "comrope-ap", "comrope-ld")
+PAIR_ROPE_TYPES = ("axial", "mixed")  # the naver RoPE-ViT modes: channel pairs, head_dim divisible by 4
+GENERATOR_ROPE_TYPES = ("liere", "comrope-ap", "comrope-ld")  # b x b generator blocks (rope_block_size)
+DEFAULT_BLOCK_SIZE = 8
+# theta per (rope type, backbone family), as the RoPE-ViT reference and its released checkpoints; Spherical RoPE
+# starts from RoPE-Mixed's frequencies.
+DEFAULT_THETA = {("axial", "vit"): 100.0, ("mixed", "vit"): 10.0, ("axial", "swin"): 50.0, ("mixed", "swin"): 10.0,
+                 ("spherical", "vit"): 10.0, ("spherical", "swin"): 10.0}
+# Names of learned RoPE parameters inside a ``rope`` module (``blocks.3.attn.rope.generators``).
+ROPE_PARAMETER_NAMES = ("freqs", "generators", "axis_scales")
 
 
 class AxialRoPE(nn.Module):
@@ -73,3 +93,56 @@ def check_rope_options(rope_type: Optional[str], rope_position: str = "extrapola
         raise ValueError(f"unknown RoPE mode rope_type='{rope_type}'; expected one of {ROPE_TYPES} or None")
     if rope_position not in POSITION_MODES:
         raise ValueError(f"unknown rope_position '{rope_position}'; expected one of {POSITION_MODES}")
+
+
+def rope_settings(rope_type: Optional[str], family: str, *, theta: Optional[float], block_size: Optional[int]
+                  ) -> tuple[Optional[float], Optional[int]]:
+    """Defaults and checks of the mode-specific knobs: ``(theta, block_size)`` for ``rope_type``.
+
+    Args:
+        rope_type (str | None): position mode.
+        family (str): ``'vit'`` or ``'swin'`` (the default theta differs).
+        theta (float | None): ``rope_theta``; None picks the reference value. Generator modes have no theta.
+        block_size (int | None): ``rope_block_size``; None picks 8. Only generator modes have one.
+
+    Returns:
+        tuple: the resolved ``(theta, block_size)``.
+    """
+    if block_size is not None and rope_type not in GENERATOR_ROPE_TYPES:
+        raise ValueError(f"rope_block_size applies to rope_type in {GENERATOR_ROPE_TYPES} only, "
+                         f"got rope_block_size={block_size} with rope_type={rope_type!r}")
+    if rope_type in GENERATOR_ROPE_TYPES:
+        if theta is not None:
+            raise ValueError(f"rope_theta has no meaning for rope_type='{rope_type}' (learned generators, no "
+                             f"frequency base); leave it None")
+        return None, DEFAULT_BLOCK_SIZE if block_size is None else block_size
+    return (theta if theta is not None else DEFAULT_THETA.get((rope_type, family))), None
+
+
+def build_layer_rope(rope_type: Optional[str], *, head_dim: int, num_heads: int, theta: Optional[float],
+                     block_size: Optional[int], coord_scale: float) -> Optional[nn.Module]:
+    """The RoPE module one attention layer owns (``blk.attn.rope``), or None (axial: shared; no RoPE).
+
+    Args:
+        rope_type (str | None): position mode.
+        head_dim (int): channels per head.
+        num_heads (int): heads.
+        theta (float | None): frequency base of mixed / spherical (from :func:`rope_settings`).
+        block_size (int | None): generator block side of LieRE / ComRoPE (from :func:`rope_settings`).
+        coord_scale (float): normalised units per token step for LieRE / ComRoPE (``1 / pretraining grid side``).
+    """
+    if rope_type == "mixed":
+        return MixedRoPE(head_dim=head_dim, num_heads=num_heads, theta=theta)
+    if rope_type == "spherical":
+        return SphericalRoPE(head_dim=head_dim, num_heads=num_heads, theta=theta)
+    generator_modules = {"liere": LieRE, "comrope-ap": ComRoPEAP, "comrope-ld": ComRoPELD}
+    if rope_type in generator_modules:
+        return generator_modules[rope_type](head_dim=head_dim, num_heads=num_heads, block_size=block_size,
+                                            coord_scale=coord_scale)
+    return None
+
+
+def is_rope_parameter(name: str) -> bool:
+    """True for a learned RoPE parameter (``...rope.freqs``, ``...rope.generators``, ``...rope.axis_scales``)."""
+    parts = name.rsplit(".", 2)
+    return len(parts) >= 2 and parts[-2] == "rope" and parts[-1] in ROPE_PARAMETER_NAMES

@@ -11,11 +11,17 @@ where ``(x_n, y_n)`` is the position of token ``n`` and ``(fx, fy)`` are the fre
 which is the complex product ``(x0 + i x1) * exp(i t0)`` of the naver reference, written with sin/cos only (no
 complex tensors: they force fp32 and break ONNX export). Axial RoPE is the special case where the first half of
 the pairs carries x frequencies only and the second half y frequencies only; RoPE-Mixed learns both.
+
+Position modes whose rotations mix more than two channels (Spherical RoPE, LieRE, ComRoPE with blocks of size
+``b > 2``) hand a :class:`BlockRopeTable` instead: one orthogonal ``b x b`` block per (head, token, channel block),
+applied to consecutive channel blocks ``[b*j, b*j + b)`` of each head (channels past the last whole block are left
+as they are). Their 2x2 cases are exactly the sin / cos rotation above and are built as :class:`RopeTable`, so
+:func:`apply_rope` is the one entry point for every mode.
 """
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple, Optional, Union
 
 import torch
 
@@ -39,6 +45,27 @@ class RopeTable(NamedTuple):
         zeros = self.sin.new_zeros(shape)
         angles = None if self.angles is None else torch.cat((zeros.to(self.angles.dtype), self.angles), dim=-2)
         return RopeTable(torch.cat((zeros, self.sin), dim=-2), torch.cat((zeros + 1.0, self.cos), dim=-2), angles)
+
+
+class BlockRopeTable(NamedTuple):
+    """Orthogonal rotation blocks ``(heads or 1, N, num_blocks, b, b)``, float32 (float64 for float64 generators).
+
+    Block ``[h, n, j]`` rotates channels ``[b*j, b*j + b)`` of head ``h`` at token ``n``: ``out = R @ x`` on that
+    slice. The blocks carry their own autograd graph (built by differentiable ops such as ``matrix_exp``), so
+    gradients reach the generators they were computed from. ``b`` is at least 3: 2x2 rotations are
+    :class:`RopeTable` (see :func:`ropevit_dense.rope.generators.generator_table`).
+    """
+
+    blocks: torch.Tensor
+
+    def with_prefix(self, num_prefix: int) -> BlockRopeTable:
+        """Prepend ``num_prefix`` identity blocks for tokens that must not rotate (cls / registers)."""
+        if num_prefix == 0:
+            return self
+        b = self.blocks
+        eye = torch.eye(b.shape[-1], dtype=b.dtype, device=b.device)
+        ident = eye.expand(b.shape[0], num_prefix, b.shape[2], -1, -1)
+        return BlockRopeTable(torch.cat((ident, b), dim=1))
 
 
 def rope_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
@@ -114,17 +141,37 @@ class _Rotate(torch.autograd.Function):
         return grad_x, None, None, grad_angles
 
 
-def apply_rope(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
-    """Rotate interleaved channel pairs of ``x``.
+def _rotate_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
+    """``R @ x`` per channel block of ``x`` (float32 / float64), channels past the last whole block unchanged."""
+    num_blocks, b = blocks.shape[-3], blocks.shape[-1]
+    width = num_blocks * b
+    if width > x.shape[-1]:
+        raise ValueError(f"apply_rope: {num_blocks} blocks of {b} channels do not fit head_dim={x.shape[-1]}")
+    # A batched product over (head, token, block), the q / k batch riding along: no dense head_dim x head_dim
+    # matrix and no copy of the table per image. Autocast is off so the product stays in x's dtype.
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        out = torch.einsum("hnkij,...hnkj->...hnki", blocks.to(x.dtype), x[..., :width].unflatten(-1, (num_blocks, b)))
+    out = out.flatten(-2)
+    return out if width == x.shape[-1] else torch.cat((out, x[..., width:]), dim=-1)
+
+
+def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torch.Tensor:
+    """Rotate interleaved channel pairs (or channel blocks) of ``x``.
 
     Args:
         x (Tensor): ``(..., heads, N, head_dim)``, e.g. stacked queries and keys ``(2, B, heads, N, head_dim)``.
-        table (RopeTable): sin / cos broadcastable to ``(heads, N, head_dim // 2)``.
+        table (RopeTable | BlockRopeTable): sin / cos broadcastable to ``(heads, N, head_dim // 2)``, or rotation
+            blocks ``(heads or 1, N, num_blocks, b, b)``.
 
     Returns:
         Tensor: same shape and dtype as ``x``; the rotation itself runs in float32 (or float64 for float64).
     """
     dtype = x.dtype
+    if isinstance(table, BlockRopeTable):
+        if table.blocks.shape[-1] < 3:
+            raise ValueError("apply_rope: 2x2 rotations go through RopeTable (the sin / cos path), "
+                             "build them with rope_table / generator_table")
+        return _rotate_blocks(x.to(torch.promote_types(dtype, torch.float32)), table.blocks).to(dtype)
     sin, cos, angles = table
     if sin.requires_grad or cos.requires_grad:
         raise ValueError("apply_rope: gradients reach the table through RopeTable.angles, not sin / cos "
