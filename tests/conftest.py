@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 from pathlib import Path
 
@@ -26,7 +27,15 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         has_cuda = False
     skip_slow = pytest.mark.skip(reason="slow CPU training run: enable with --run-slow or ROPEVIT_RUN_SLOW=1")
     skip_cuda = pytest.mark.skip(reason="needs a CUDA device; none is available")
+    try:
+        has_d2 = importlib.util.find_spec("detectron2") is not None
+    except (ImportError, ValueError):  # a broken install, or an import blocker
+        has_d2 = False
+    skip_d2 = pytest.mark.skip(reason="detectron2 is not installed (it is not on PyPI): install it from its source, "
+                                      "see configs/detection/detectron2/README.md")
     for item in items:
+        if "detectron2" in item.keywords and not has_d2:
+            item.add_marker(skip_d2)
         if "slow" in item.keywords and not run_slow:
             item.add_marker(skip_slow)
         if "cuda" in item.keywords and not has_cuda:
