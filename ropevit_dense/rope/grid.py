@@ -47,4 +47,6 @@ def grid_coords(
             raise ValueError("RoPE position mode 'interpolate' needs ref_size=(ref_h, ref_w)")
         xs = xs * (ref_size[1] / width)
         ys = ys * (ref_size[0] / height)
-    return torch.stack((xs.repeat(height), ys.repeat_interleave(width)), dim=-1)
+    # y of every token by broadcasting, not repeat_interleave: torch.onnx (dynamo) mistranslates
+    # repeat_interleave with a symbolic count, so the exported grid would be wrong for dynamic H / W
+    return torch.stack((xs.repeat(height), ys[:, None].expand(height, width).reshape(-1)), dim=-1)

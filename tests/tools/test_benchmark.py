@@ -40,3 +40,76 @@ def test_benchmark_rejects_bad_arguments(capsys):
     with pytest.raises(SystemExit):
         bench.main(["--sizes", "224,abc"])
     assert "--sizes must be a comma list of integers" in capsys.readouterr().err
+
+
+SEG_CONFIG = """
+default_scope = 'mmseg'
+custom_imports = dict(imports=['ropevit_dense.adapters.mmseg'], allow_failed_imports=False)
+model = dict(
+    type='EncoderDecoder',
+    data_preprocessor=dict(type='SegDataPreProcessor', mean=[123.675, 116.28, 103.53], std=[58.395, 57.12, 57.375],
+                           bgr_to_rgb=True, pad_val=0, seg_pad_val=255, size=(64, 64)),
+    backbone=dict(type='RoPEViT', embed_dim=64, depth=4, num_heads=2, rope_type='mixed', use_ape=True,
+                  out_indices=(0, 1, 2, 3), init_values=1.0),
+    neck=dict(type='Feature2Pyramid', embed_dim=64, rescales=[4, 2, 1, 0.5], norm_cfg=dict(type='BN')),
+    decode_head=dict(type='UPerHead', in_channels=[64] * 4, in_index=[0, 1, 2, 3], pool_scales=(1, 2, 3, 6),
+                     channels=32, dropout_ratio=0.1, num_classes=5, norm_cfg=dict(type='BN'), align_corners=False,
+                     loss_decode=dict(type='CrossEntropyLoss', loss_weight=1.0)),
+    train_cfg=dict(), test_cfg=dict(mode='whole'))
+"""
+DET_CONFIG = (Path(__file__).resolve().parents[2] / "configs" / "detection" / "mmdet" / "tiny"
+              / "dino-4scale_ropevit-tiny-mixed_1xb4-800i_tinycoco.py")
+
+
+def test_whole_model_rows_for_mmdet_and_mmseg_configs_against_their_floor(tmp_path):
+    pytest.importorskip("mmdet")
+    pytest.importorskip("mmseg")
+    bench = _load()
+    seg = tmp_path / "upernet_tiny.py"
+    seg.write_text(SEG_CONFIG)
+    md, table, png = tmp_path / "bench.md", tmp_path / "bench.csv", tmp_path / "bench.png"
+    assert bench.main(["--config", str(DET_CONFIG), "--config", str(seg), "--sizes", "96", "--repeats", "1",
+                       "--batch", "2", "--threads", "1", "--md", str(md), "--csv", str(table), "--plot", str(png)]) == 0
+    rows = list(csv.DictReader(table.open()))
+    assert [(r["arch"], r["layout"], r["mode"]) for r in rows] == [
+        (DET_CONFIG.stem, "model", "none"), (DET_CONFIG.stem, "model", "mixed"),
+        ("upernet_tiny", "model", "none"), ("upernet_tiny", "model", "mixed-ape")]
+    for r in rows:
+        assert float(r["throughput"]) == pytest.approx(2 / float(r["median_s"]))
+        assert float(r["peak_increase_mb"]) > 0
+    lines = md.read_text().splitlines()
+    assert lines[0].endswith("| throughput (img/s) |") and lines[2].split("|")[6].strip() == "1.000"
+    from PIL import Image
+
+    with Image.open(png) as img:
+        assert img.size[0] > 100 and img.size[1] > 100
+
+    # the floor is the same model without any position encoding
+    spec = dict(config=str(seg), device="cpu", mode="none")
+    floor, full = bench.build(spec), bench.build({**spec, "mode": "mixed-ape"})
+    assert floor.backbone.rope_type is None and floor.backbone.pos_embed is None
+    assert full.backbone.rope_type == "mixed" and full.backbone.pos_embed is not None
+    assert type(floor.decode_head) is type(full.decode_head)
+    rope_params = {n for n, _ in full.named_parameters() if "rope" in n or "pos_embed" in n}
+    assert {n for n, _ in floor.named_parameters()} == {n for n, _ in full.named_parameters()} - rope_params
+
+
+def test_backbone_rows_give_throughput_and_a_plot_and_outputs_are_not_overwritten(tmp_path, capsys):
+    bench = _load()
+    png, table = tmp_path / "bench.png", tmp_path / "bench.csv"
+    assert bench.main(["--arch", "vit-s", "--sizes", "64,96", "--modes", "axial", "--repeats", "1", "--batch", "3",
+                       "--threads", "1", "--plot", str(png), "--csv", str(table)]) == 0
+    rows = list(csv.DictReader(table.open()))
+    assert [(r["mode"], r["size"]) for r in rows] == [("axial", "64"), ("axial", "96")]
+    assert all(float(r["throughput"]) == pytest.approx(3 / float(r["median_s"])) for r in rows)
+    from PIL import Image
+
+    with Image.open(png) as img:
+        assert img.format == "PNG" and img.size[0] > 100
+    before = png.read_bytes()
+    with pytest.raises(SystemExit):
+        bench.main(["--arch", "vit-s", "--sizes", "64", "--plot", str(png)])
+    assert "exists; pass --force" in capsys.readouterr().err and png.read_bytes() == before
+    with pytest.raises(SystemExit):
+        bench.main(["--config", str(tmp_path / "missing.py")])
+    assert "is not an existing .py config file" in capsys.readouterr().err
