@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--name", default=None, help="model name in the table (default: the config's file name)")
     p.add_argument("--train-resolution", type=int, default=None, help="draw this short side as a marker")
     p.add_argument("--out-dir", default="multires", help="output folder (CSV, PNG, runner logs)")
+    p.add_argument("--force", action="store_true", help="replace multires.csv / multires.png of an earlier run")
     p.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE", help="config overrides")
     args = p.parse_args(argv)
     for what in ("config", "checkpoint"):
@@ -46,6 +47,9 @@ def main(argv: list[str] | None = None) -> int:
     if any(r < 1 for r in args.resolutions):
         p.error(f"resolutions must be positive short sides in pixels, got {args.resolutions}")
     out = Path(args.out_dir)
+    existing = [str(out / n) for n in ("multires.csv", "multires.png") if (out / n).exists()]
+    if existing and not args.force:
+        p.error(f"{', '.join(existing)} already exist(s); pass --force to replace, or another --out-dir")
     out.mkdir(parents=True, exist_ok=True)
     try:
         results = evaluate_at_resolutions(args.config, args.checkpoint, args.resolutions, work_dir=out / "runs",

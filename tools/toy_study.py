@@ -70,6 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--num-val", type=int, default=16, help="generated validation images")
     p.add_argument("--image-size", default="192x256", help="generated image size HxW")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--force", action="store_true", help="replace the results of an earlier run in --out-dir")
     args = p.parse_args(argv)
     if args.train_size < 16 or args.train_size % 16:
         p.error(f"--train-size must be a positive multiple of the patch size 16, got {args.train_size}")
@@ -88,6 +89,9 @@ def main(argv: list[str] | None = None) -> int:
     from ropevit_dense.evaluation import evaluate_at_resolutions, plot_metric_vs_resolution, write_results
 
     out = Path(args.out_dir)
+    existing = [str(out / f"toy_study.{e}") for e in ("csv", "md", "png") if (out / f"toy_study.{e}").exists()]
+    if existing and not args.force:
+        p.error(f"{', '.join(existing)} already exist(s); pass --force to replace, or another --out-dir")
     data = out / "data"
     if not (data / "images" / "training").is_dir():
         make_ade20k(data, num_images=args.num_train, image_size=(h, w), splits=("training",), seed=args.seed)

@@ -82,6 +82,10 @@ def test_multires_eval_cli_writes_table_csv_and_plot(tiny_ade20k, tmp_path):
     assert "| model \\ short side | 64 | 112 |" in proc.stdout and "| tiny |" in proc.stdout
     _png_ok(out / "multires.png")
     assert (out / "runs" / "short64").is_dir() and (out / "runs" / "short112").is_dir()
+    before = (out / "multires.csv").read_bytes()
+    again = _run(str(ROOT / "tools/multires_eval.py"), str(SEG_TINY), str(ckpt), "--resolutions", "64",
+                 "--out-dir", str(out), cwd=tmp_path)
+    assert again.returncode == 2 and "--force" in again.stderr and (out / "multires.csv").read_bytes() == before
 
 
 def test_multires_eval_cli_names_bad_inputs(tmp_path):
@@ -109,3 +113,5 @@ def test_toy_study_runs_end_to_end_on_tiny_settings(tmp_path):
     _png_ok(out / "toy_study.png")
     proc = _run(str(ROOT / "tools/toy_study.py"), "--out-dir", str(out), "--train-size", "50", cwd=tmp_path)
     assert proc.returncode == 2 and "multiple of the patch size" in proc.stderr
+    proc = _run(str(ROOT / "tools/toy_study.py"), "--out-dir", str(out), cwd=tmp_path)
+    assert proc.returncode == 2 and "--force" in proc.stderr
