@@ -47,6 +47,10 @@ MODES = {  # name -> constructor arguments
     "mixed-ape": dict(rope_type="mixed", use_ape=True),
     "rpb": dict(rope_type=None, use_rpb=True),
     "mixed-rpb": dict(rope_type="mixed", use_rpb=True),
+    "spherical": dict(rope_type="spherical"),
+    "liere": dict(rope_type="liere"),
+    "comrope-ap": dict(rope_type="comrope-ap"),
+    "comrope-ld": dict(rope_type="comrope-ld"),
 }
 ARCHS = {
     "vit-s": ("RoPEViT", dict(embed_dim=384, depth=12, num_heads=6)),
