@@ -96,6 +96,7 @@ def infer_vit(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], list[str]
         kw["rope_type"] = "mixed"
         if ours is not None:
             heads = ours.shape[1]
+            kw["rope_type"] = _freqs_mode(ours, dim // heads)
         elif timm is not None and timm.ndim == 4:
             heads = timm.shape[2]
     else:
@@ -114,6 +115,18 @@ def infer_vit(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], list[str]
         notes.append(f"num_heads={heads} assumed from head_dim {VIT_HEAD_DIM} (pass --num-heads otherwise)")
     kw["num_heads"] = heads
     return kw, notes
+
+
+def _freqs_mode(freqs: torch.Tensor, head_dim: int) -> str:
+    """'mixed' for per-pair frequencies ``(2, heads, head_dim / 2)``, 'spherical' for per-triple ones
+    ``(2, heads, head_dim / 3)`` (both modes name their parameter ``rope.freqs``)."""
+    if freqs.shape[-1] == head_dim // 2:
+        return "mixed"
+    if freqs.shape[-1] == head_dim // 3:
+        return "spherical"
+    raise ToolError(f"RoPE frequencies of shape {tuple(freqs.shape)} fit neither RoPE-Mixed (head_dim / 2 = "
+                    f"{head_dim // 2}) nor Spherical RoPE (head_dim / 3 = {head_dim // 3}) with head_dim {head_dim}; "
+                    "pass --num-heads / --rope-type")
 
 
 def _is_axial(freqs: torch.Tensor) -> bool:
@@ -153,6 +166,9 @@ def infer_swin(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], list[str
     kw["num_heads"] = tuple(heads)
     kw["use_rpb"] = any(k.endswith("relative_position_bias_table") for k in sd)
     kw["rope_type"] = (("axial" if all(_is_axial(f) for f in freqs) else "mixed") if freqs else None)
+    first = sd.get("layers.0.blocks.0.attn.rope.freqs")
+    if first is not None and _freqs_mode(first, dim // heads[0]) == "spherical":
+        kw["rope_type"] = "spherical"
     if window is None:
         n = next((v.shape[-1] for k, v in sd.items() if k.endswith(("relative_position_index", "attn_mask"))), None)
         window = _square_side(n) if n else None

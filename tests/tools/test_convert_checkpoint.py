@@ -121,6 +121,26 @@ def test_our_layout_round_trips_through_safetensors(conv, tmp_path):
         assert torch.equal(written[k], v), k
 
 
+@pytest.mark.parametrize("arch", ["vit", "swin"])
+def test_spherical_frequencies_are_told_apart_from_mixed_ones(conv, tmp_path, capsys, arch):
+    """Spherical RoPE also names its parameter ``rope.freqs``, with head_dim / 3 instead of head_dim / 2 entries."""
+    if arch == "vit":
+        src = _randomize(RoPEViT(**TINY_VIT, rope_type="spherical"), seed=8)
+        x = torch.randn(1, 3, 48, 64)
+    else:
+        src = _randomize(RoPESwin(**TINY_SWIN, rope_type="spherical"), seed=8)
+        x = torch.randn(1, 3, 72, 104)
+    inp, out = tmp_path / "sph.pth", tmp_path / "sph_out.pth"
+    torch.save(src.state_dict(), inp)
+    assert conv.main([str(inp), str(out)]) == 0
+    assert "rope=spherical" in capsys.readouterr().out
+    dst = (RoPEViT(**TINY_VIT, rope_type="spherical") if arch == "vit"
+           else RoPESwin(**TINY_SWIN, rope_type="spherical"))
+    assert load_pretrained(dst, out).ok
+    for a, b in zip(_outputs(dst, x), _outputs(src, x)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
 def test_mmengine_detector_checkpoint_keeps_only_the_backbone(conv, tmp_path, capsys):
     pytest.importorskip("mmengine")
     from mmengine.logging import MessageHub
