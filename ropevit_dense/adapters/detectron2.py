@@ -106,8 +106,31 @@ def backbone_lr_factor(name: str, factor: float = 0.1) -> float:
     return factor if name.startswith("backbone.") else 1.0
 
 
+# -- shared plumbing -------------------------------------------------------------------------------------------------
+class _NamedOutputs:
+    """detectron2 side of a core backbone: its outputs as a dict named ``_out_features``, and its padding needs.
+
+    Put first among the bases, so that ``super().forward`` is the core backbone's forward and these properties
+    replace ``Backbone``'s defaults. Subclasses set ``_out_features`` and ``_size_divisibility``.
+    """
+
+    _out_features: list[str]
+    _size_divisibility: int
+
+    @property
+    def size_divisibility(self) -> int:
+        return self._size_divisibility
+
+    @property
+    def padding_constraints(self) -> dict[str, int]:
+        return {"size_divisibility": self._size_divisibility, "square_size": 0}
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return dict(zip(self._out_features, super().forward(x)))
+
+
 # -- RoPE-ViT ------------------------------------------------------------------------------------------------------
-class RoPEViTBackbone(RoPEViT, Backbone):
+class RoPEViTBackbone(_NamedOutputs, RoPEViT, Backbone):
     """:class:`~ropevit_dense.backbones.RoPEViT` as a single-scale detectron2 backbone.
 
     Args:
@@ -147,17 +170,6 @@ class RoPEViTBackbone(RoPEViT, Backbone):
         window = max((b.window_size for b in self.blocks), default=0)
         self._size_divisibility = self.patch_size * window if pad_to_window and window else self.patch_size
         self.load_report = _load_weights(self, pretrained, pretrained_strict)
-
-    @property
-    def size_divisibility(self) -> int:
-        return self._size_divisibility
-
-    @property
-    def padding_constraints(self) -> dict[str, int]:
-        return {"size_divisibility": self._size_divisibility, "square_size": 0}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self._out_features, RoPEViT.forward(self, x)))
 
 
 class RoPEViTDetBackbone(SimpleFeaturePyramid):
@@ -217,7 +229,7 @@ class RoPEViTDetBackbone(SimpleFeaturePyramid):
 
 
 # -- RoPE-Swin -----------------------------------------------------------------------------------------------------
-class RoPESwinBackbone(RoPESwin, Backbone):
+class RoPESwinBackbone(_NamedOutputs, RoPESwin, Backbone):
     """:class:`~ropevit_dense.backbones.RoPESwin` as a multi-scale detectron2 backbone (``bottom_up`` of an FPN).
 
     Stage ``i`` (``out_indices``, default all four) is returned as ``res{i + 2}``: with the default patch 4, the
@@ -240,17 +252,6 @@ class RoPESwinBackbone(RoPESwin, Backbone):
         self._out_feature_strides = {f"res{i + 2}": patch * 2 ** i for i in self.out_indices}
         self._size_divisibility = patch * 2 ** (self.num_stages - 1)
         self.load_report = _load_weights(self, pretrained, pretrained_strict)
-
-    @property
-    def size_divisibility(self) -> int:
-        return self._size_divisibility
-
-    @property
-    def padding_constraints(self) -> dict[str, int]:
-        return {"size_divisibility": self._size_divisibility, "square_size": 0}
-
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return dict(zip(self._out_features, RoPESwin.forward(self, x)))
 
 
 # -- yacs configs ----------------------------------------------------------------------------------------------------

@@ -21,7 +21,15 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import Attention, PatchEmbed, pad_to_multiple, valid_windows, window_partition, window_unpartition
+from ..layers import (
+    Attention,
+    PatchEmbed,
+    init_linear_and_norm,
+    pad_to_multiple,
+    valid_windows,
+    window_partition,
+    window_unpartition,
+)
 from ..rope import (
     PAIR_ROPE_TYPES,
     ROPE_PARAMETER_NAMES,
@@ -275,18 +283,8 @@ class RoPESwin(nn.Module):
         )
         for i in out_indices:
             self.add_module(f"norm{i}", nn.LayerNorm(dims[i]))
-        self.apply(self._init_module)
+        self.apply(init_linear_and_norm)
         self._freeze()
-
-    @staticmethod
-    def _init_module(m: nn.Module) -> None:
-        if isinstance(m, nn.Linear):
-            nn.init.trunc_normal_(m.weight, std=0.02)
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.LayerNorm):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
 
     def _freeze(self) -> None:
         if self.frozen_stages < 0:

@@ -22,7 +22,15 @@ from timm.layers import DropPath, Mlp
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
-from ..layers import Attention, PatchEmbed, pad_to_multiple, padding_key_mask, window_partition, window_unpartition
+from ..layers import (
+    Attention,
+    PatchEmbed,
+    init_linear_and_norm,
+    pad_to_multiple,
+    padding_key_mask,
+    window_partition,
+    window_unpartition,
+)
 from ..rope import (
     PAIR_ROPE_TYPES,
     AxialRoPE,
@@ -226,13 +234,7 @@ class RoPEViT(nn.Module):
     def init_weights(self) -> None:
         """Random init for training from scratch (pretrained weights are loaded by :mod:`ropevit_dense.checkpoints`)."""
         for m in self.modules():
-            if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.LayerNorm):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+            init_linear_and_norm(m)
         for p in (self.cls_token, self.pos_embed):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)

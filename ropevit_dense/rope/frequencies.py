@@ -54,10 +54,35 @@ def mixed_frequencies(
         Tensor: ``(2, num_heads, head_dim // 2)``.
     """
     mag = base_magnitudes(head_dim, theta)
+    return split_direction_frequencies(torch.cat((mag, mag)), mag.numel(), num_heads, random_angle=random_angle,
+                                       generator=generator)
+
+
+def split_direction_frequencies(
+    magnitudes: torch.Tensor,
+    first: int,
+    num_heads: int,
+    *,
+    random_angle: bool = True,
+    generator: Optional[torch.Generator] = None,
+) -> torch.Tensor:
+    """2D frequency vectors of RoPE-Mixed's initialisation, for any number of rotation units (pairs, 3-D blocks).
+
+    Each head draws one angle ``a`` uniformly in ``[0, 2*pi)`` (0 with ``random_angle=False``); units ``[:first]``
+    point along ``a`` and the rest along ``a + pi/2``, each with its magnitude.
+
+    Args:
+        magnitudes (Tensor): ``(num_units,)``.
+        first (int): how many units take direction ``a``.
+        num_heads (int): heads.
+
+    Returns:
+        Tensor: ``(2, num_heads, num_units)``: x components, then y components.
+    """
     if random_angle:
         angles = torch.rand(num_heads, 1, generator=generator) * (2 * math.pi)
     else:
         angles = torch.zeros(num_heads, 1)
-    fx = torch.cat((mag * torch.cos(angles), mag * torch.cos(angles + math.pi / 2)), dim=-1)
-    fy = torch.cat((mag * torch.sin(angles), mag * torch.sin(angles + math.pi / 2)), dim=-1)
-    return torch.stack((fx, fy))
+    rest = magnitudes.numel() - first
+    direction = torch.cat((angles.expand(-1, first), angles.expand(-1, rest) + math.pi / 2), dim=-1)
+    return torch.stack((magnitudes * torch.cos(direction), magnitudes * torch.sin(direction)))

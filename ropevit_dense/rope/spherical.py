@@ -21,12 +21,12 @@ spread over the blocks; with ``fy = 0`` a block is the RoPE rotation of its chan
 
 from __future__ import annotations
 
-import math
 from typing import Optional
 
 import torch
 from torch import nn
 
+from .frequencies import split_direction_frequencies
 from .rotation import BlockRopeTable
 
 
@@ -53,12 +53,7 @@ def spherical_frequencies(
     first = (num_blocks + 1) // 2
     mag = theta ** (-torch.arange(first, dtype=torch.float32) / first)
     mag = torch.cat((mag, mag[: num_blocks - first]))
-    if random_angle:
-        angles = torch.rand(num_heads, 1, generator=generator) * (2 * math.pi)
-    else:
-        angles = torch.zeros(num_heads, 1)
-    direction = torch.cat((angles.expand(-1, first), angles.expand(-1, num_blocks - first) + math.pi / 2), dim=-1)
-    return torch.stack((mag * torch.cos(direction), mag * torch.sin(direction)))
+    return split_direction_frequencies(mag, first, num_heads, random_angle=random_angle, generator=generator)
 
 
 def spherical_blocks(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

@@ -3,9 +3,6 @@
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,6 @@ pytest.importorskip("mmdet")
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "detection" / "mmdet" / "tiny" / "dino-4scale_ropevit-tiny-mixed_1xb4-800i_tinycoco.py"
-MIM = shutil.which("mim", path=str(Path(sys.executable).parent)) or shutil.which("mim")
 
 
 def _data_options(root: Path) -> list[str]:
@@ -25,31 +21,23 @@ def _data_options(root: Path) -> list[str]:
             f"test_evaluator.ann_file={r}annotations/instances_val.json"]
 
 
-def _mim(*args: str, cwd: Path) -> str:
-    assert MIM, "the mim command is not installed"
-    proc = subprocess.run([MIM, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def test_mim_train_test_resume(tiny_coco, tmp_path):
+def test_mim_train_test_resume(tiny_coco, tmp_path, mim):
     work = tmp_path / "work"
     common = ["train_dataloader.batch_size=2", "default_hooks.logger.interval=1",
               "default_hooks.checkpoint.interval=2", *_data_options(tiny_coco)]
-    out = _mim("train", "mmdet", str(TINY), "--work-dir", str(work), "--cfg-options", "train_cfg.max_iters=4",
-               "train_cfg.val_interval=100", *common, cwd=tmp_path)
+    out = mim("train", "mmdet", str(TINY), "--work-dir", str(work), "--cfg-options", "train_cfg.max_iters=4",
+              "train_cfg.val_interval=100", *common, cwd=tmp_path)
     assert "Iter(train) [4/4]" in out
     ckpt = work / "iter_4.pth"
     assert ckpt.exists()
 
-    out = _mim("test", "mmdet", str(TINY), "--checkpoint", str(ckpt), "--work-dir", str(tmp_path / "test"),
-               "--cfg-options", *_data_options(tiny_coco), cwd=tmp_path)
+    out = mim("test", "mmdet", str(TINY), "--checkpoint", str(ckpt), "--work-dir", str(tmp_path / "test"),
+              "--cfg-options", *_data_options(tiny_coco), cwd=tmp_path)
     assert re.search(r"coco/bbox_mAP: \d\.\d+", out), out[-2000:]
     assert "Average Precision  (AP) @[ IoU=0.50:0.95 | area=   all | maxDets=100 ]" in out
 
-    out = _mim("train", "mmdet", str(TINY), "--work-dir", str(work), "--resume", "--cfg-options",
-               "train_cfg.max_iters=6", "train_cfg.val_interval=100", *common, cwd=tmp_path)
+    out = mim("train", "mmdet", str(TINY), "--work-dir", str(work), "--resume", "--cfg-options",
+              "train_cfg.max_iters=6", "train_cfg.val_interval=100", *common, cwd=tmp_path)
     assert "resumed epoch: 0, iter: 4" in out, out[-3000:]
     assert "Iter(train) [5/6]" in out and "Iter(train) [1/6]" not in out
     from ropevit_dense.checkpoints import load_file
@@ -159,7 +147,7 @@ def test_layer_decay_constructor_scales_each_block():
 
 
 @pytest.mark.slow
-def test_tiny_rope_dino_learns(tmp_path):
+def test_tiny_rope_dino_learns(tmp_path, mim):
     """Learning, not just running: the tiny RoPE-Mixed DINO overfits 8 generated images to box AP >= 0.5.
 
     About 6 minutes on 2 CPU cores (600 iterations of 4 images); run with --run-slow.
@@ -170,7 +158,7 @@ def test_tiny_rope_dino_learns(tmp_path):
     make_coco(root, num_images=8, splits=("train",), seed=7)
     r = f"{root}/"
     train_ann = f"{r}annotations/instances_train.json"
-    out = _mim("train", "mmdet", str(TINY), "--work-dir", str(tmp_path / "work"), "--cfg-options",
+    out = mim("train", "mmdet", str(TINY), "--work-dir", str(tmp_path / "work"), "--cfg-options",
                "train_cfg.max_iters=600", "train_cfg.val_interval=600", "default_hooks.checkpoint.interval=600",
                "param_scheduler.0.milestones=[500]", f"train_dataloader.dataset.data_root={r}",
                f"val_dataloader.dataset.data_root={r}",

@@ -78,26 +78,30 @@ def test_metafile_and_readme_list_every_config():
     assert all(f"[{name}]({name})" in readme for name in CONFIGS)
 
 
-def test_upernet_recipe_optimizer_groups():
-    """BEiT v2 ViT-B: lr 5e-5, layer decay 0.75 over 12 blocks, no weight decay on 1-D parameters or RoPE freqs."""
+def _param_groups(name: str):
+    """``group(parameter name)`` -> its optimizer parameter group, from the config's real optim_wrapper settings."""
     from mmengine.optim import build_optim_wrapper
     from mmengine.registry import init_default_scope
+    from mmengine.utils import import_modules_from_strings
     from mmseg.registry import MODELS
 
-    import ropevit_dense.adapters.mmseg  # noqa: F401
-
-    cfg = _load("upernet_ropevit-b16-mixed_8xb2-amp-160k_ade20k-512x512.py")
+    cfg = _load(name)
+    import_modules_from_strings(**cfg.custom_imports)
     cfg.model.backbone.init_cfg = None
+    if name.startswith("mask2former"):
+        cfg.model.decode_head.transformer_decoder.num_layers = 1
     cfg.optim_wrapper.type = "OptimWrapper"  # AmpOptimWrapper needs a GPU; the parameter groups are the same
     cfg.optim_wrapper.pop("loss_scale")
     init_default_scope("mmseg")
     model = MODELS.build(cfg.model)
     groups = {id(g["params"][0]): g for g in build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups}
     named = dict(model.named_parameters())
+    return lambda param: groups[id(named[param])]
 
-    def group(name):
-        return groups[id(named[name])]
 
+def test_upernet_recipe_optimizer_groups():
+    """BEiT v2 ViT-B: lr 5e-5, layer decay 0.75 over 12 blocks, no weight decay on 1-D parameters or RoPE freqs."""
+    group = _param_groups("upernet_ropevit-b16-mixed_8xb2-amp-160k_ade20k-512x512.py")
     lr = 5e-5
     assert group("backbone.patch_embed.proj.weight")["lr"] == pytest.approx(lr * 0.75 ** 13)
     assert group("backbone.cls_token")["weight_decay"] == 0.0
@@ -114,25 +118,7 @@ def test_upernet_recipe_optimizer_groups():
 
 
 def test_mask2former_recipe_optimizer_groups():
-    from mmengine.optim import build_optim_wrapper
-    from mmengine.registry import init_default_scope
-    from mmengine.utils import import_modules_from_strings
-    from mmseg.registry import MODELS
-
-    cfg = _load("mask2former_ropeswin-t-p4-w7-mixed-rpb_8xb2-amp-160k_ade20k-512x512.py")
-    import_modules_from_strings(**cfg.custom_imports)
-    cfg.model.backbone.init_cfg = None
-    cfg.model.decode_head.transformer_decoder.num_layers = 1
-    cfg.optim_wrapper.type = "OptimWrapper"
-    cfg.optim_wrapper.pop("loss_scale")
-    init_default_scope("mmseg")
-    model = MODELS.build(cfg.model)
-    groups = {id(g["params"][0]): g for g in build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups}
-    named = dict(model.named_parameters())
-
-    def group(name):
-        return groups[id(named[name])]
-
+    group = _param_groups("mask2former_ropeswin-t-p4-w7-mixed-rpb_8xb2-amp-160k_ade20k-512x512.py")
     blk = "backbone.layers.0.blocks.0"
     assert group(f"{blk}.attn.qkv.weight")["lr"] == pytest.approx(1e-5)
     assert group(f"{blk}.attn.qkv.weight")["weight_decay"] == pytest.approx(0.05)

@@ -4,9 +4,6 @@ and multi-scale + flip), resume; and, marked slow, learning."""
 from __future__ import annotations
 
 import re
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -15,7 +12,6 @@ pytest.importorskip("mmseg")
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs" / "segmentation" / "mmseg" / "tiny" / "upernet_ropevit-tiny-mixed_1xb4-400i_tinyade20k-64x64.py"
-MIM = shutil.which("mim", path=str(Path(sys.executable).parent)) or shutil.which("mim")
 MIOU = re.compile(r"mIoU: (\d+\.\d+)")
 
 
@@ -26,20 +22,12 @@ def _data_options(root: Path, val_split: str = "validation") -> list[str]:
             f"val_dataloader.dataset.data_prefix.seg_map_path=annotations/{val_split}"]
 
 
-def _mim(*args: str, cwd: Path) -> str:
-    assert MIM, "the mim command is not installed"
-    proc = subprocess.run([MIM, *args], cwd=cwd, capture_output=True, text=True, timeout=900)
-    out = proc.stdout + proc.stderr
-    assert proc.returncode == 0, out[-4000:]
-    return out
-
-
-def test_mim_train_test_tta_resume(tiny_ade20k, tmp_path):
+def test_mim_train_test_tta_resume(tiny_ade20k, tmp_path, mim):
     work = tmp_path / "work"
     common = ["train_dataloader.batch_size=2", "default_hooks.logger.interval=1",
               "default_hooks.checkpoint.interval=2", *_data_options(tiny_ade20k)]
-    out = _mim("train", "mmseg", str(TINY), "--work-dir", str(work), "--cfg-options", "train_cfg.max_iters=4",
-               "train_cfg.val_interval=100", *common, cwd=tmp_path)
+    out = mim("train", "mmseg", str(TINY), "--work-dir", str(work), "--cfg-options", "train_cfg.max_iters=4",
+              "train_cfg.val_interval=100", *common, cwd=tmp_path)
     assert "Iter(train) [4/4]" in out
     ckpt = work / "iter_4.pth"
     assert ckpt.exists()
@@ -48,16 +36,16 @@ def test_mim_train_test_tta_resume(tiny_ade20k, tmp_path):
 
     three = ["test_dataloader.dataset.indices=3", *_data_options(tiny_ade20k)]  # 12 views each with --tta
     for mode, extra in (("single", []), ("tta", ["--tta"])):
-        out = _mim("test", "mmseg", str(TINY), "--checkpoint", str(ckpt), "--work-dir", str(tmp_path / mode), *extra,
-                   "--cfg-options", *three, cwd=tmp_path)
+        out = mim("test", "mmseg", str(TINY), "--checkpoint", str(ckpt), "--work-dir", str(tmp_path / mode), *extra,
+                  "--cfg-options", *three, cwd=tmp_path)
         assert MIOU.search(out) and "Iter(test) [3/3]" in out, out[-2000:]
         ran = Config.fromfile(str(tmp_path / mode / TINY.name))  # the config the test run used
         assert ran.model.type == ("SegTTAModel" if extra else "EncoderDecoder")
         if extra:
             assert ran.test_dataloader.dataset.pipeline[1].type == "TestTimeAug"
 
-    out = _mim("train", "mmseg", str(TINY), "--work-dir", str(work), "--resume", "--cfg-options",
-               "train_cfg.max_iters=6", "train_cfg.val_interval=100", *common, cwd=tmp_path)
+    out = mim("train", "mmseg", str(TINY), "--work-dir", str(work), "--resume", "--cfg-options",
+              "train_cfg.max_iters=6", "train_cfg.val_interval=100", *common, cwd=tmp_path)
     assert "resumed epoch: 0, iter: 4" in out, out[-3000:]
     assert "Iter(train) [5/6]" in out and "Iter(train) [1/6]" not in out
     from ropevit_dense.checkpoints import load_file
@@ -66,7 +54,7 @@ def test_mim_train_test_tta_resume(tiny_ade20k, tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_rope_upernet_learns(tmp_path):
+def test_tiny_rope_upernet_learns(tmp_path, mim):
     """Learning, not just running: the tiny RoPE-Mixed UperNet fits 8 generated images to mIoU >= 0.5 on them.
 
     About 2.5 minutes on 2 CPU cores (400 iterations of 4 crops); run with --run-slow.
@@ -75,7 +63,7 @@ def test_tiny_rope_upernet_learns(tmp_path):
 
     root = tmp_path / "ade"
     make_ade20k(root, num_images=8, splits=("training",), seed=3)
-    out = _mim("train", "mmseg", str(TINY), "--work-dir", str(tmp_path / "work"), "--cfg-options",
-               *_data_options(root, val_split="training"), cwd=tmp_path)
+    out = mim("train", "mmseg", str(TINY), "--work-dir", str(tmp_path / "work"), "--cfg-options",
+              *_data_options(root, val_split="training"), cwd=tmp_path)
     miou = float(MIOU.findall(out)[-1]) / 100
     assert miou >= 0.5, f"mIoU on the training images after 400 iterations: {miou}"
