@@ -1,8 +1,8 @@
 """Layer-wise learning-rate decay for RoPE-ViT (BEiT / ViTDet / EVA style), framework-agnostic.
 
-A parameter's layer id is 0 for the patch embedding, cls token and absolute position embedding, ``i + 1`` for
-anything inside ``blocks.i`` (its RoPE-Mixed frequencies included) and ``depth + 1`` for the rest of the model
-(final norms, necks, heads); its learning rate is scaled by ``decay_rate ** (depth + 1 - layer_id)``.
+A parameter's layer id is 0 for the patch embedding, cls / register tokens and absolute position embedding,
+``i + 1`` for anything inside ``blocks.i`` (its RoPE-Mixed frequencies included) and ``depth + 1`` for the rest of
+the model (final norms, necks, heads); its learning rate is scaled by ``decay_rate ** (depth + 1 - layer_id)``.
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
-_EMBED = ("patch_embed", "cls_token", "pos_embed")
+_EMBED = ("patch_embed", "cls_token", "register_tokens", "pos_embed")
 
 
 def vit_layer_id(name: str, depth: int, backbone_prefix: str = "backbone.") -> int:

@@ -9,22 +9,27 @@ RoPE positions are the integer coordinates of the actual token grid (extrapolati
 window-local coordinates, which gives exactly the attention of global coordinates for the relative modes (axial,
 mixed, ComRoPE: they only see position differences); for Spherical RoPE and LieRE every window sees the same local
 frame.
+
+Other pretrained RoPE ViTs (DINOv3, EVA-02) are the same backbone with another ``family``
+(:mod:`ropevit_dense.backbones.families`): register tokens, SwiGLU MLP, key-bias-free qkv, their RoPE schedule and
+coordinate rule, all read from the family record.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from typing import Literal, Optional, Union
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
-from timm.layers import DropPath, Mlp
+from timm.layers import DropPath
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
 from ..layers import (
     Attention,
     PatchEmbed,
+    QVBiasLinear,
     init_linear_and_norm,
     pad_to_multiple,
     padding_key_mask,
@@ -42,6 +47,7 @@ from ..rope import (
     is_rope_parameter,
     rope_settings,
 )
+from .families import ViTFamily, resolve_family
 
 VIT_PRESETS: dict[str, dict[str, int]] = {
     "s": dict(embed_dim=384, depth=12, num_heads=6),
@@ -57,11 +63,12 @@ class Block(nn.Module):
         dim (int): channels.
         num_heads (int): heads.
         mlp_ratio (float): hidden / input channels of the MLP.
-        qkv_bias (bool): qkv bias.
+        qkv_bias (str | bool): ``'qkv'`` (or True), ``'qv'`` (no key bias) or ``'none'`` (or False).
         init_values (float | None): LayerScale init (``gamma_1`` / ``gamma_2``); None for no LayerScale.
         drop_path (float): stochastic depth rate.
         window_size (int): 0 for global attention, else the side of the attention windows in tokens.
         rope (nn.Module | None): this block's own learnable RoPE (every mode but axial), if any.
+        family (ViTFamily | None): MLP kind and norm eps; None for the RoPE-ViT family.
     """
 
     def __init__(
@@ -70,19 +77,26 @@ class Block(nn.Module):
         dim: int,
         num_heads: int,
         mlp_ratio: float,
-        qkv_bias: bool,
+        qkv_bias: Union[bool, str],
         init_values: Optional[float],
         drop_path: float,
         window_size: int,
         rope: Optional[nn.Module],
+        family: Optional[ViTFamily] = None,
     ) -> None:
         super().__init__()
+        family = resolve_family("rope-vit" if family is None else family)
+        qkv_bias = {True: "qkv", False: "none"}.get(qkv_bias, qkv_bias)
+        if qkv_bias not in ("qkv", "qv", "none"):
+            raise ValueError(f"qkv_bias must be 'qkv', 'qv', 'none' or a bool, got {qkv_bias!r}")
         self.window_size = window_size
-        self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.norm1 = family.norm_layer()(dim)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias != "none")
+        if qkv_bias == "qv":
+            self.attn.qkv = QVBiasLinear(dim, dim * 3)  # queries and values biased, keys not (EVA-02, DINOv3)
         self.attn.rope = rope
-        self.norm2 = nn.LayerNorm(dim, eps=1e-6)
-        self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
+        self.norm2 = family.norm_layer()(dim)
+        self.mlp = family.build_mlp(dim, mlp_ratio)
         self.drop_path = DropPath(drop_path) if drop_path > 0 else nn.Identity()
         if init_values is not None:
             self.gamma_1 = nn.Parameter(init_values * torch.ones(dim))
@@ -115,31 +129,41 @@ class Block(nn.Module):
 class RoPEViT(nn.Module):
     """Plain ViT with 2D RoPE (axial, mixed, spherical, LieRE, ComRoPE), optional APE, and ViTDet windows.
 
+    Arguments marked *family* default to the value of ``family`` (:mod:`ropevit_dense.backbones.families`).
+
     Args:
+        family (str | ViTFamily | dict): ``'rope-vit'`` (default), ``'dinov3'``, ``'dinov3-plus'``, ``'eva02'``, a
+            :class:`ViTFamily`, or ``dict(base='dinov3', out_norm=False, ...)``.
         embed_dim (int): channels. Default: 768.
         depth (int): blocks. Default: 12.
         num_heads (int): heads. Default: 12.
-        patch_size (int): patch side. Default: 16.
+        patch_size (int | None): patch side (*family*: 16, EVA-02 14).
         in_chans (int): image channels. Default: 3.
-        pretrain_img_size (int): image side of pretraining; sets the APE grid and the reference grid of the
-            ``'interpolate'`` position mode. Default: 224.
-        mlp_ratio (float): MLP expansion. Default: 4.
-        qkv_bias (bool): qkv bias. Default: True.
-        init_values (float | None): LayerScale init; None disables LayerScale. Default: 1e-5.
+        pretrain_img_size (int | None): image side of pretraining; sets the APE grid and the reference grid of the
+            position conventions (*family*: 224, DINOv3 256).
+        mlp_ratio (float | None): MLP expansion (*family*: 4, EVA-02 8/3).
+        qkv_bias (bool | None): qkv bias; True means the family's kind (all three, or queries and values only for
+            DINOv3 / EVA-02, whose key bias is held at zero) (*family*; timm's non-``qkvb`` DINOv3 has none).
+        init_values (float | None | str): LayerScale init; None disables LayerScale (*family*: ``'family'``, i.e.
+            1e-5, none for EVA-02).
         drop_path_rate (float): stochastic depth, linearly increasing over blocks. Default: 0.
         rope_type (str | None): ``'axial'``, ``'mixed'``, ``'spherical'``, ``'liere'``, ``'comrope-ap'``,
-            ``'comrope-ld'`` or None (no RoPE); see :mod:`ropevit_dense.rope`. Default: ``'mixed'``.
-        rope_theta (float | None): frequency base of axial / mixed / spherical; None picks the reference value
-            (100 axial, 10 mixed and spherical). Must stay None for LieRE / ComRoPE.
+            ``'comrope-ld'`` or None (no RoPE); see :mod:`ropevit_dense.rope` (*family*: ``'family'``, i.e.
+            ``'mixed'``, ``'axial'`` for DINOv3 / EVA-02 with their own frequency schedules).
+        rope_theta (float | None): frequency base of axial / mixed / spherical; None picks the family's value or the
+            reference one (100 axial, 10 mixed and spherical). Must stay None for LieRE / ComRoPE.
         rope_block_size (int | None): generator block side of LieRE / ComRoPE (``head_dim`` = dense LieRE); None
             picks 8. Their positions are measured in pretraining grids (``coord_scale = 1 / grid side``).
-        rope_position (str): ``'extrapolate'`` (integer coordinates of the actual grid) or ``'interpolate'``
-            (coordinates mapped onto the pretraining grid, EVA-02 style). Default: ``'extrapolate'``.
-        use_ape (bool): learnable absolute position embedding, bicubic-resized to each input's grid. Default: False.
+        rope_position (str | None): ``'extrapolate'`` (the step of the pretraining grid continued over the actual
+            grid) or ``'interpolate'`` (the actual grid mapped onto the pretraining range, EVA-02 / DINOv3 style)
+            (*family*: ``'extrapolate'``, ``'interpolate'`` for DINOv3 / EVA-02, as pretrained).
+        use_ape (bool | None): learnable absolute position embedding, bicubic-resized to each input's grid
+            (*family*: False, True for EVA-02).
         ape_antialias (bool): resize the APE with PyTorch's antialiased bicubic (as timm; its cubic kernel uses
             a = -0.5) instead of plain bicubic (a = -0.75, as the naver reference code). Default: True.
-        use_cls_token (bool | None): carry the cls token through the blocks (dropped from the outputs). None
-            picks True for all-global backbones and False for windowed ones; windowed backbones cannot keep it.
+        use_cls_token (bool | None): carry the cls token (and the family's register tokens) through the blocks
+            (dropped from the outputs). None picks True for all-global backbones and False for windowed ones;
+            windowed backbones cannot keep them.
         window_size (int): window side in tokens for the non-global blocks; 0 makes every block global.
             Default: 0.
         global_block_indexes (Sequence[int]): blocks with global attention when ``window_size > 0``. Default: ().
@@ -152,21 +176,23 @@ class RoPEViT(nn.Module):
     def __init__(
         self,
         *,
+        family: Union[str, ViTFamily, Mapping[str, Any]] = "rope-vit",
         embed_dim: int = 768,
         depth: int = 12,
         num_heads: int = 12,
-        patch_size: int = 16,
+        patch_size: Optional[int] = None,
         in_chans: int = 3,
-        pretrain_img_size: int = 224,
-        mlp_ratio: float = 4.0,
-        qkv_bias: bool = True,
-        init_values: Optional[float] = 1e-5,
+        pretrain_img_size: Optional[int] = None,
+        mlp_ratio: Optional[float] = None,
+        qkv_bias: Optional[bool] = None,
+        init_values: Union[float, None, Literal["family"]] = "family",
         drop_path_rate: float = 0.0,
-        rope_type: Optional[Literal["axial", "mixed", "spherical", "liere", "comrope-ap", "comrope-ld"]] = "mixed",
+        rope_type: Optional[Literal["family", "axial", "mixed", "spherical", "liere", "comrope-ap",
+                                    "comrope-ld"]] = "family",
         rope_theta: Optional[float] = None,
         rope_block_size: Optional[int] = None,
-        rope_position: Literal["extrapolate", "interpolate"] = "extrapolate",
-        use_ape: bool = False,
+        rope_position: Optional[Literal["extrapolate", "interpolate"]] = None,
+        use_ape: Optional[bool] = None,
         ape_antialias: bool = True,
         use_cls_token: Optional[bool] = None,
         window_size: int = 0,
@@ -176,7 +202,19 @@ class RoPEViT(nn.Module):
         with_cp: bool = False,
     ) -> None:
         super().__init__()
+        family = resolve_family(family)
+        patch_size = family.patch_size if patch_size is None else patch_size
+        pretrain_img_size = family.pretrain_img_size if pretrain_img_size is None else pretrain_img_size
+        mlp_ratio = family.mlp_ratio if mlp_ratio is None else mlp_ratio
+        qkv_bias = family.qkv_bias if qkv_bias in (None, True) else "none"
+        init_values = family.init_values if init_values == "family" else init_values
+        rope_type = family.rope_type if rope_type == "family" else rope_type
+        rope_position = family.rope_position if rope_position is None else rope_position
+        use_ape = family.use_ape if use_ape is None else use_ape
         check_rope_options(rope_type, rope_position)
+        if family.rope_type != "mixed" and rope_type not in (None, family.rope_type):
+            raise ValueError(f"family '{family.name}' has {family.rope_type} RoPE (or None for no RoPE); "
+                             f"got rope_type={rope_type!r}")
         if embed_dim % num_heads:
             raise ValueError(f"embed_dim={embed_dim} is not divisible by num_heads={num_heads}")
         head_dim = embed_dim // num_heads
@@ -201,21 +239,27 @@ class RoPEViT(nn.Module):
             raise ValueError("a cls token cannot pass through window blocks: set use_cls_token=False "
                              "(ViTDet-style backbones drop it) or window_size=0")
 
+        self.family = family
         self.embed_dim, self.depth, self.num_heads, self.patch_size = embed_dim, depth, num_heads, patch_size
         self.pretrain_grid = (pretrain_img_size // patch_size, pretrain_img_size // patch_size)
         self.rope_type, self.rope_position = rope_type, rope_position
         self.out_indices, self.frozen_stages, self.with_cp = out_indices, frozen_stages, with_cp
-        self.num_prefix_tokens = int(use_cls_token)
+        num_registers = family.num_register_tokens if use_cls_token else 0
+        self.num_prefix_tokens = int(use_cls_token) + num_registers
         self.ape_antialias = ape_antialias
 
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_cls_token else None
+        self.register_tokens = nn.Parameter(torch.zeros(1, num_registers, embed_dim)) if num_registers else None
         self.pos_embed = (
             nn.Parameter(torch.zeros(1, self.pretrain_grid[0] * self.pretrain_grid[1], embed_dim)) if use_ape else None
         )
+        if rope_theta is None and rope_type == family.rope_type:
+            rope_theta = family.rope_theta
         theta, block_size = rope_settings(rope_type, "vit", theta=rope_theta, block_size=rope_block_size)
         # Axial frequencies are fixed, so one module (and one table per grid) serves every block.
-        self.rope = AxialRoPE(head_dim=head_dim, theta=theta) if rope_type == "axial" else None
+        self.rope = (AxialRoPE(head_dim=head_dim, theta=theta, **family.rope_frequency_args)
+                     if rope_type == "axial" else None)
         coord_scale = 1.0 / self.pretrain_grid[0]
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
@@ -224,9 +268,12 @@ class RoPEViT(nn.Module):
                 drop_path=dpr[i], window_size=0 if i in global_block_indexes else window_size,
                 rope=build_layer_rope(rope_type, head_dim=head_dim, num_heads=num_heads, theta=theta,
                                       block_size=block_size, coord_scale=coord_scale),
+                family=family,
             )
             for i in range(depth)
         )
+        # the final norm, applied to every output map by families whose dense heads read normalised features (DINOv3)
+        self.norm = family.norm_layer()(embed_dim) if family.out_norm else None
         self.init_weights()
         self._freeze()
 
@@ -235,7 +282,7 @@ class RoPEViT(nn.Module):
         """Random init for training from scratch (pretrained weights are loaded by :mod:`ropevit_dense.checkpoints`)."""
         for m in self.modules():
             init_linear_and_norm(m)
-        for p in (self.cls_token, self.pos_embed):
+        for p in (self.cls_token, self.register_tokens, self.pos_embed):
             if p is not None:
                 nn.init.trunc_normal_(p, std=0.02)
 
@@ -247,7 +294,7 @@ class RoPEViT(nn.Module):
     def _freeze(self) -> None:
         if self.frozen_stages < 0:
             return
-        for p in (self.cls_token, self.pos_embed):
+        for p in (self.cls_token, self.register_tokens, self.pos_embed):
             if p is not None:
                 p.requires_grad_(False)
         for m in self._frozen_modules():
@@ -261,9 +308,9 @@ class RoPEViT(nn.Module):
         return self
 
     def no_weight_decay(self) -> set[str]:
-        """Parameter names that take no weight decay (position embeddings, RoPE parameters, cls token)."""
+        """Parameter names that take no weight decay (position embeddings, RoPE parameters, cls / register tokens)."""
         names = {n for n, _ in self.named_parameters() if is_rope_parameter(n)}
-        return names | {n for n in ("cls_token", "pos_embed") if getattr(self, n) is not None}
+        return names | {n for n in ("cls_token", "register_tokens", "pos_embed") if getattr(self, n) is not None}
 
     # -- forward -------------------------------------------------------------------------------------------------
     def _abs_pos(self, grid: tuple[int, int]) -> torch.Tensor:
@@ -286,11 +333,11 @@ class RoPEViT(nn.Module):
         for blk in self.blocks:
             w = blk.window_size
             if w not in coords:
-                hw = (w, w) if w else grid
-                # 'interpolate' scales window-local coordinates like the global grid: step pretrain_grid / grid
-                ref = (w * self.pretrain_grid[0] / grid[0], w * self.pretrain_grid[1] / grid[1]) if w else \
-                    self.pretrain_grid
-                coords[w] = grid_coords(*hw, mode=self.rope_position, ref_size=ref, device=device)
+                # 'interpolate' (EVA-02's rule) maps whatever a block attends over onto the pretraining grid: each
+                # window on its own in window blocks, the whole grid in global blocks; the family's coordinate rule
+                # (integer indices, or DINOv3's centred coordinates) says how.
+                coords[w] = grid_coords(*((w, w) if w else grid), mode=self.rope_position,
+                                        ref_size=self.pretrain_grid, rule=self.family.rope_coords, device=device)
             prefix = 0 if w else self.num_prefix_tokens
             if blk.attn.rope is not None:
                 yield blk.attn.rope(coords[w]).with_prefix(prefix)
@@ -306,8 +353,9 @@ class RoPEViT(nn.Module):
         x = x.reshape(B, gh * gw, C)
         if self.pos_embed is not None:
             x = x + self._abs_pos((gh, gw))
-        if self.cls_token is not None:
-            x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
+        prefix = [t.expand(B, -1, -1) for t in (self.cls_token, self.register_tokens) if t is not None]
+        if prefix:
+            x = torch.cat((*prefix, x), dim=1)
         # one padded-key mask per window size and forward (None where the grid needs no padding)
         windows = {b.window_size for b in self.blocks if b.window_size}
         masks = {w: padding_key_mask((gh, gw), w, B, device=x.device) for w in windows}
@@ -320,5 +368,7 @@ class RoPEViT(nn.Module):
                 x = blk(x, (gh, gw), table, mask)
             if i in self.out_indices:
                 feat = x[:, self.num_prefix_tokens:]
+                if self.norm is not None:
+                    feat = self.norm(feat)
                 outs.append(feat.transpose(1, 2).reshape(B, C, gh, gw).contiguous())
         return tuple(outs)

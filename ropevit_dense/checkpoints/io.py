@@ -172,8 +172,29 @@ def _download_hf(spec: str) -> Path:
         except EntryNotFoundError as exc:
             errors.append(f"{filename}: {exc}")
         except Exception as exc:  # noqa: BLE001 - offline, auth, missing repo
+            refused = _access_refused(exc)
+            if refused:
+                raise CheckpointError(
+                    f"cannot download '{filename}' from hub repository '{repo_id}': {refused}: accept its licence at "
+                    f"https://huggingface.co/{repo_id} and log in with `huggingface-cli login` (`hf auth login` in "
+                    "recent huggingface_hub) or set HF_TOKEN; the loader passes your token through huggingface_hub "
+                    f"({type(exc).__name__}: {exc})") from None
             raise CheckpointError(f"cannot download '{filename}' from hub repository '{repo_id}': {exc}") from None
     raise CheckpointError(f"hub repository '{repo_id}' has none of {filenames}: {'; '.join(errors)}")
+
+
+def _access_refused(exc: BaseException) -> str:
+    """Why the hub refused access (huggingface_hub's gated-repository error, or an HTTP 401 / 403), else ''."""
+    try:
+        from huggingface_hub.errors import GatedRepoError
+    except ImportError:  # pragma: no cover - older huggingface_hub
+        GatedRepoError = None  # noqa: N806
+    if GatedRepoError is not None and isinstance(exc, GatedRepoError):
+        return "this repository is gated"
+    status = getattr(getattr(exc, "response", None), "status_code", None)
+    if status in (401, 403):
+        return f"access refused (HTTP {status}); if this repository is gated"
+    return ""
 
 
 def resolve(source: PathLike) -> Path:

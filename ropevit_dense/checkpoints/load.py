@@ -13,6 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..rope import PAIR_ROPE_TYPES, is_rope_parameter
+from .families import family_to_ours
 from .formats import StateDict, swin_to_ours, unwrap, vit_to_ours
 from .io import CheckpointError, load_file
 
@@ -60,7 +61,7 @@ def guess_architecture(sd: Mapping[str, torch.Tensor]) -> str:
     keys = set(sd)
     if any(k.startswith("layers.") and ".blocks." in k for k in keys):
         return "Swin"
-    if any(k.startswith("blocks.") and ".attn.qkv." in k for k in keys):
+    if any(k.startswith(("blocks.", "net.blocks.")) and (".attn.qkv." in k or ".attn.q_proj." in k) for k in keys):
         return "ViT"
     if any(k.startswith(("layer1.", "conv1.", "stem.")) for k in keys):
         return "ResNet-like CNN"
@@ -88,8 +89,11 @@ def _resize_rpb(t: torch.Tensor, window: int) -> torch.Tensor:
 
 
 def _adapt_vit(model: nn.Module, sd: StateDict, report: LoadReport) -> StateDict:
-    sd, dropped = vit_to_ours(sd, depth=model.depth, num_heads=model.num_heads)
-    report.dropped += dropped
+    if model.family.layouts:  # DINOv3, EVA-02: their official / timm layouts
+        sd = family_to_ours(model, sd, report)
+    else:
+        sd, dropped = vit_to_ours(sd, depth=model.depth, num_heads=model.num_heads)
+        report.dropped += dropped
     if "cls_token" in sd and model.cls_token is None:
         sd.pop("cls_token")
         report.dropped.append("cls_token")  # windowed (ViTDet) layout has no cls token

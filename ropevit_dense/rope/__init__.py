@@ -3,7 +3,7 @@ function."""
 
 from .frequencies import axial_frequencies, base_magnitudes, mixed_frequencies
 from .generators import ComRoPEAP, ComRoPELD, LieRE, generator_table, skew_from_upper
-from .grid import POSITION_MODES, grid_coords
+from .grid import COORDINATE_RULES, POSITION_MODES, grid_coords
 from .modules import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_THETA,
@@ -22,6 +22,7 @@ from .rotation import BlockRopeTable, RopeTable, apply_rope, rope_angles, rope_t
 from .spherical import SphericalRoPE, spherical_blocks, spherical_frequencies
 
 __all__ = [
+    "COORDINATE_RULES",
     "DEFAULT_BLOCK_SIZE",
     "DEFAULT_THETA",
     "GENERATOR_ROPE_TYPES",

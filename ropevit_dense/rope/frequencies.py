@@ -23,16 +23,26 @@ def base_magnitudes(head_dim: int, theta: float) -> torch.Tensor:
     return 1.0 / (theta ** (torch.arange(0, head_dim, 4, dtype=torch.float32)[: head_dim // 4] / head_dim))
 
 
-def axial_frequencies(head_dim: int, theta: float = 100.0, num_heads: int = 1) -> torch.Tensor:
+def axial_frequencies(head_dim: int, theta: float = 100.0, num_heads: int = 1, *, scale: float = 1.0,
+                      y_first: bool = False) -> torch.Tensor:
     """Fixed axial frequencies: the first ``head_dim // 4`` pairs rotate with x, the rest with y.
+
+    Args:
+        head_dim (int): channels per head (divisible by 4).
+        theta (float): frequency base; pair ``k`` of an axis turns at ``scale * theta ** (-4k / head_dim)``.
+        num_heads (int): heads (the frequencies are the same in every head).
+        scale (float): factor on every frequency: 1 for RoPE-ViT and EVA-02 (radians per token index), ``2 * pi``
+            for DINOv3, whose periods ``theta ** (4k / head_dim)`` are measured in its normalised coordinates.
+        y_first (bool): the first half of the pairs rotates with y and the second with x, as in EVA-02 and
+            DINOv3 (their pretrained q / k channels depend on it). Default: False (RoPE-ViT).
 
     Returns:
         Tensor: ``(2, num_heads, head_dim // 2)`` (identical for every head).
     """
-    mag = base_magnitudes(head_dim, theta)
+    mag = base_magnitudes(head_dim, theta) * scale
     zeros = torch.zeros_like(mag)
-    fx = torch.cat((mag, zeros))
-    fy = torch.cat((zeros, mag))
+    first, second = torch.cat((mag, zeros)), torch.cat((zeros, mag))
+    fx, fy = (second, first) if y_first else (first, second)
     return torch.stack((fx, fy)).unsqueeze(1).expand(2, num_heads, head_dim // 2).clone()
 
 

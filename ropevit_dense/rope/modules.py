@@ -43,13 +43,16 @@ class AxialRoPE(nn.Module):
     Args:
         head_dim (int): channels per head (divisible by 4).
         theta (float): frequency base. Default: 100 (RoPE-ViT; RoPE-Swin uses 50).
+        scale (float): factor on every frequency (``2 * pi`` for DINOv3's periods). Default: 1.
+        y_first (bool): first half of the pairs on y, second on x (EVA-02, DINOv3). Default: False.
     """
 
-    def __init__(self, *, head_dim: int, theta: float = 100.0) -> None:
+    def __init__(self, *, head_dim: int, theta: float = 100.0, scale: float = 1.0, y_first: bool = False) -> None:
         super().__init__()
-        self.head_dim, self.theta = head_dim, theta
+        self.head_dim, self.theta, self.scale, self.y_first = head_dim, theta, scale, y_first
         # derived, not learned: kept out of checkpoints
-        self.register_buffer("freqs", axial_frequencies(head_dim, theta), persistent=False)
+        self.register_buffer("freqs", axial_frequencies(head_dim, theta, scale=scale, y_first=y_first),
+                             persistent=False)
 
     def forward(self, coords: torch.Tensor) -> RopeTable:
         """Table for ``coords`` ``(N, 2)`` → sin / cos ``(1, N, head_dim // 2)``."""
@@ -62,7 +65,8 @@ class AxialRoPE(nn.Module):
         return self
 
     def extra_repr(self) -> str:
-        return f"head_dim={self.head_dim}, theta={self.theta}"
+        extra = (f", scale={self.scale:g}" if self.scale != 1.0 else "") + (", y_first=True" if self.y_first else "")
+        return f"head_dim={self.head_dim}, theta={self.theta}{extra}"
 
 
 class MixedRoPE(nn.Module):
