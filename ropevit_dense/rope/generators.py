@@ -44,6 +44,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from .precision import Float32State
 from .rotation import BlockRopeTable, RopeTable, rope_table
 
 
@@ -108,7 +109,7 @@ def _check_blocks(head_dim: int, block_size: int, multiple: int, name: str) -> i
     return head_dim // block_size
 
 
-class _GeneratorRoPE(nn.Module):
+class _GeneratorRoPE(Float32State):
     """Shared forward of the generator modes: ``skew_generators()`` in normalised units, coordinates scaled."""
 
     commuting = False

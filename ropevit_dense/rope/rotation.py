@@ -106,6 +106,13 @@ def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tens
     return out.flatten(-2)
 
 
+def _rotate_autograd(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    """The same rotation from differentiable ops only (no ``out=``), for backward passes that are themselves
+    differentiated (``create_graph=True``)."""
+    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(-2)
+
+
 def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Sum a broadcast gradient back to ``shape``."""
     lead = t.ndim - len(shape)
@@ -119,25 +126,35 @@ class _Rotate(torch.autograd.Function):
     The backward of a rotation is the rotation by the opposite angle, and the angle gradient is
     ``sum(g1 * out0 - g0 * out1)`` per pair (d out / d angle is ``out`` turned by 90 degrees): two products
     instead of autograd replaying the elementwise formula through sin and cos.
+
+    Differentiating the backward itself (``torch.autograd.grad(..., create_graph=True)``, e.g. gradient penalties or
+    meta-learning) takes a slower path of differentiable ops: sin / cos are recomputed from the saved angles and the
+    saved output stays connected to this node, so second derivatives are exact.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor]
                 ) -> torch.Tensor:
         out = _rotate(x, sin, cos)
+        learn = ctx.needs_input_grad[3]
         ctx.angle_shape = None if angles is None else angles.shape
-        ctx.save_for_backward(sin, cos, out if ctx.needs_input_grad[3] else None)
+        ctx.save_for_backward(sin, cos, out if learn else None, angles if learn else None)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        sin, cos, out = ctx.saved_tensors
-        grad_x = _rotate(grad, -sin, cos) if ctx.needs_input_grad[0] else None
-        grad_angles = None
+        sin, cos, out, angles = ctx.saved_tensors
+        double = torch.is_grad_enabled()  # the backward graph is being recorded (create_graph=True)
+        if double and angles is not None:
+            sin, cos = angles.sin(), angles.cos()
+        grad_x = grad_angles = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _rotate_autograd(grad, -sin, cos) if double else _rotate(grad, -sin, cos)
         if out is not None:
             g0, g1 = grad.unflatten(-1, (-1, 2)).unbind(-1)
             o0, o1 = out.unflatten(-1, (-1, 2)).unbind(-1)
-            grad_angles = _sum_to(torch.addcmul(g1 * o0, g0, o1, value=-1.0), ctx.angle_shape)
+            grad_angles = _sum_to(g1 * o0 - g0 * o1 if double else torch.addcmul(g1 * o0, g0, o1, value=-1.0),
+                                  ctx.angle_shape)
         return grad_x, None, None, grad_angles
 
 
