@@ -29,6 +29,8 @@ class ProbabilityAverageSegTTAModel(SegTTAModel):
     mmseg's ``SegTTAModel`` applies a softmax to each augmented view before averaging, which is right for logits
     (UperNet) but not for heads whose ``seg_logits`` are already probabilities: Mask2Former's semantic output is
     class softmax x mask sigmoid summed over queries, and its own multi-scale test averages those maps directly.
+    A single-channel head (``out_channels == 1``, binary segmentation) is thresholded at its decode head's
+    ``threshold``, as mmseg does, instead of taking an argmax over one channel.
     """
 
     def merge_preds(self, data_samples_list: list) -> list:
@@ -37,7 +39,11 @@ class ProbabilityAverageSegTTAModel(SegTTAModel):
             scores = torch.stack([view.seg_logits.data for view in views]).mean(0)
             out = views[0].__class__()
             out.set_metainfo(dict(views[0].metainfo))
-            pred = scores.argmax(0, keepdim=True)
+            if scores.shape[0] == 1:
+                threshold = getattr(getattr(self.module, "decode_head", None), "threshold", None)
+                pred = (scores > (0.5 if threshold is None else threshold)).to(torch.int64)
+            else:
+                pred = scores.argmax(0, keepdim=True)
             out.set_data({"seg_logits": PixelData(data=scores), "pred_sem_seg": PixelData(data=pred)})
             if "gt_sem_seg" in views[0]:
                 out.set_data({"gt_sem_seg": views[0].gt_sem_seg})

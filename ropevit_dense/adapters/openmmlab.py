@@ -27,7 +27,12 @@ allow_mmengine_checkpoints()
 
 
 class _PretrainedMixin:
-    """``init_cfg=dict(type='Pretrained', checkpoint=<path | URL | hf://...>)`` loads through the core loader."""
+    """``init_cfg=dict(type='Pretrained', checkpoint=<path | URL | hf://...>[, strict=True][, prefix='...'])``
+    loads through the core loader; without ``init_cfg`` the core class's own random initialisation applies.
+
+    Put first among the bases: its ``init_weights`` replaces both the core class's (which it calls for training
+    from scratch) and ``BaseModule``'s (whose ``Pretrained`` init would read the file with mmengine's loader).
+    """
 
     init_cfg: Optional[dict]
 
@@ -42,12 +47,15 @@ class _PretrainedMixin:
         self.init_cfg = init_cfg
 
     def init_weights(self) -> None:
-        cfg = self.init_cfg
-        if cfg is None:  # the core constructor already initialised every weight
-            self._is_init = True
-            return
-        report = load_pretrained(self, cfg["checkpoint"], strict=cfg.get("strict", True))
-        print_log(str(report), logger="current", level=logging.INFO)
+        cfg = getattr(self, "init_cfg", None)
+        if cfg is None:
+            # Training from scratch: the core backbone's own initialisation (truncated-normal linears, zero biases,
+            # cls token / position embedding). The core constructor calls init_weights() too, which lands here.
+            super().init_weights()
+        else:
+            report = load_pretrained(self, cfg["checkpoint"], strict=cfg.get("strict", True),
+                                     prefix=cfg.get("prefix"))
+            print_log(str(report), logger="current", level=logging.INFO)
         self._is_init = True
 
 

@@ -25,6 +25,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers import (
     Attention,
     PatchEmbed,
+    check_window_padding,
     init_linear_and_norm,
     pad_to_multiple,
     padding_key_mask,
@@ -50,6 +51,14 @@ VIT_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+def _rel_pos_size(enabled: bool, window: int, global_side: int) -> Optional[tuple[int, int]]:
+    """Grid of one block's relative position tables: its window, or the reference grid for global blocks."""
+    if not enabled:
+        return None
+    side = window if window else global_side
+    return (side, side)
+
+
 class Block(nn.Module):
     """Pre-norm transformer block with LayerScale, global or windowed.
 
@@ -62,6 +71,8 @@ class Block(nn.Module):
         drop_path (float): stochastic depth rate.
         window_size (int): 0 for global attention, else the side of the attention windows in tokens.
         rope (nn.Module | None): this block's own learnable RoPE (every mode but axial), if any.
+        rel_pos_size (tuple[int, int] | None): grid of this block's decomposed relative position tables (the window
+            in window blocks), or None for none.
     """
 
     def __init__(
@@ -75,11 +86,12 @@ class Block(nn.Module):
         drop_path: float,
         window_size: int,
         rope: Optional[nn.Module],
+        rel_pos_size: Optional[tuple[int, int]] = None,
     ) -> None:
         super().__init__()
         self.window_size = window_size
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias)
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias, rel_pos_size=rel_pos_size)
         self.attn.rope = rope
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
@@ -93,19 +105,20 @@ class Block(nn.Module):
     def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[Union[RopeTable, BlockRopeTable]],
                 mask: Optional[torch.Tensor]) -> torch.Tensor:
         if not self.window_size:
-            return self.attn(x, rope)
+            return self.attn(x, rope, hw=hw)
         B, _, C = x.shape
         w = self.window_size
         spatial = pad_to_multiple(x.view(B, hw[0], hw[1], C), w)
         padded_hw = spatial.shape[1:3]
-        windows = self.attn(window_partition(spatial, w), rope, attn_mask=mask)
+        windows = self.attn(window_partition(spatial, w), rope, attn_mask=mask, hw=(w, w))
         spatial = window_unpartition(windows, w, padded_hw)[:, : hw[0], : hw[1]]
         return spatial.reshape(B, -1, C)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[Union[RopeTable, BlockRopeTable]],
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Args: ``x`` ``(B, N, C)`` (prefix tokens first, then the ``hw`` grid row-major); ``rope`` this block's
-        table; ``mask`` the padded-key mask of window blocks (:func:`padding_key_mask`). Returns ``(B, N, C)``."""
+        table; ``mask`` the padded-key mask of window blocks (:func:`padding_key_mask`; None lets zero-padded
+        tokens attend as keys). Returns ``(B, N, C)``."""
         y = self._attend(self.norm1(x), hw, rope, mask)
         x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
         y = self.mlp(self.norm2(x))
@@ -133,16 +146,32 @@ class RoPEViT(nn.Module):
             (100 axial, 10 mixed and spherical). Must stay None for LieRE / ComRoPE.
         rope_block_size (int | None): generator block side of LieRE / ComRoPE (``head_dim`` = dense LieRE); None
             picks 8. Their positions are measured in pretraining grids (``coord_scale = 1 / grid side``).
-        rope_position (str): ``'extrapolate'`` (integer coordinates of the actual grid) or ``'interpolate'``
-            (coordinates mapped onto the pretraining grid, EVA-02 style). Default: ``'extrapolate'``.
+        rope_position (str): ``'extrapolate'`` (integer coordinates of the actual grid, window-local in window
+            blocks) or ``'interpolate'`` (EVA-02's rule: the grid a block attends over, a window or the whole map,
+            mapped onto the pretraining grid). Default: ``'extrapolate'``.
         use_ape (bool): learnable absolute position embedding, bicubic-resized to each input's grid. Default: False.
         ape_antialias (bool): resize the APE with PyTorch's antialiased bicubic (as timm; its cubic kernel uses
-            a = -0.5) instead of plain bicubic (a = -0.75, as the naver reference code). Default: True.
+            a = -0.5) instead of plain bicubic (a = -0.75, as the naver reference code and detectron2's ViTDet).
+            Default: True.
+        ape_img_size (int | None): image side whose token grid the APE table is learned at. None keeps the
+            pretraining grid and resizes the table to every input's grid in each forward (ViTDet); e.g. 512 holds
+            a 32x32 table: a pretrained table is resized to it once when loaded and then learned at that size
+            (BEiT / mmseg ViT fine-tuning). Default: None.
+        use_rel_pos (bool): ViTDet's decomposed relative position bias in every block (``attn.rel_pos_h`` /
+            ``rel_pos_w``, zero-initialised; :mod:`ropevit_dense.layers.rel_pos`). Needs ``use_cls_token=False``.
+            Default: False.
+        rel_pos_img_size (int): image side the global blocks' relative position tables are sized for
+            (``2 * rel_pos_img_size / patch - 1`` rows, resampled linearly for other grids); window blocks' tables
+            have ``2 * window - 1`` rows. Default: 1024 (ViTDet).
         use_cls_token (bool | None): carry the cls token through the blocks (dropped from the outputs). None
             picks True for all-global backbones and False for windowed ones; windowed backbones cannot keep it.
         window_size (int): window side in tokens for the non-global blocks; 0 makes every block global.
             Default: 0.
         global_block_indexes (Sequence[int]): blocks with global attention when ``window_size > 0``. Default: ().
+        window_padding (str): what window blocks do with the zero tokens that pad the grid to whole windows:
+            ``'mask'`` hides them as keys, so a token's output does not depend on how much padding its window got;
+            ``'zero'`` lets them take part as keys, as detectron2's ViTDet (and the Swin originals) do.
+            Default: ``'mask'``.
         out_indices (Sequence[int]): blocks whose outputs are returned as NCHW maps. Default: last block.
         frozen_stages (int): -1 trains everything; 0 freezes the patch embedding (and APE / cls); k > 0 also
             freezes blocks ``0..k-1``. Default: -1.
@@ -168,9 +197,13 @@ class RoPEViT(nn.Module):
         rope_position: Literal["extrapolate", "interpolate"] = "extrapolate",
         use_ape: bool = False,
         ape_antialias: bool = True,
+        ape_img_size: Optional[int] = None,
+        use_rel_pos: bool = False,
+        rel_pos_img_size: int = 1024,
         use_cls_token: Optional[bool] = None,
         window_size: int = 0,
         global_block_indexes: Sequence[int] = (),
+        window_padding: Literal["mask", "zero"] = "mask",
         out_indices: Optional[Sequence[int]] = None,
         frozen_stages: int = -1,
         with_cp: bool = False,
@@ -200,19 +233,30 @@ class RoPEViT(nn.Module):
         if use_cls_token and windowed:
             raise ValueError("a cls token cannot pass through window blocks: set use_cls_token=False "
                              "(ViTDet-style backbones drop it) or window_size=0")
+        check_window_padding(window_padding)
+        if use_rel_pos and use_cls_token:
+            raise ValueError("use_rel_pos (ViTDet's decomposed relative positions) has no entry for a cls token: "
+                             "set use_cls_token=False")
+        if ape_img_size is not None and (not isinstance(ape_img_size, int) or ape_img_size < patch_size):
+            raise ValueError(f"ape_img_size must be None or an image side >= patch_size={patch_size}, "
+                             f"got {ape_img_size!r}")
+        if use_rel_pos and (not isinstance(rel_pos_img_size, int) or rel_pos_img_size < patch_size):
+            raise ValueError(f"rel_pos_img_size must be an image side >= patch_size={patch_size}, "
+                             f"got {rel_pos_img_size!r}")
 
         self.embed_dim, self.depth, self.num_heads, self.patch_size = embed_dim, depth, num_heads, patch_size
         self.pretrain_grid = (pretrain_img_size // patch_size, pretrain_img_size // patch_size)
         self.rope_type, self.rope_position = rope_type, rope_position
         self.out_indices, self.frozen_stages, self.with_cp = out_indices, frozen_stages, with_cp
         self.num_prefix_tokens = int(use_cls_token)
-        self.ape_antialias = ape_antialias
+        self.ape_antialias, self.window_padding = ape_antialias, window_padding
+        side = (ape_img_size if ape_img_size is not None else pretrain_img_size) // patch_size
+        self.ape_grid = (side, side)
 
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_cls_token else None
-        self.pos_embed = (
-            nn.Parameter(torch.zeros(1, self.pretrain_grid[0] * self.pretrain_grid[1], embed_dim)) if use_ape else None
-        )
+        self.pos_embed = nn.Parameter(torch.zeros(1, side * side, embed_dim)) if use_ape else None
+        rel_side = rel_pos_img_size // patch_size
         theta, block_size = rope_settings(rope_type, "vit", theta=rope_theta, block_size=rope_block_size)
         # Axial frequencies are fixed, so one module (and one table per grid) serves every block.
         self.rope = AxialRoPE(head_dim=head_dim, theta=theta) if rope_type == "axial" else None
@@ -224,6 +268,7 @@ class RoPEViT(nn.Module):
                 drop_path=dpr[i], window_size=0 if i in global_block_indexes else window_size,
                 rope=build_layer_rope(rope_type, head_dim=head_dim, num_heads=num_heads, theta=theta,
                                       block_size=block_size, coord_scale=coord_scale),
+                rel_pos_size=_rel_pos_size(use_rel_pos, 0 if i in global_block_indexes else window_size, rel_side),
             )
             for i in range(depth)
         )
@@ -268,8 +313,8 @@ class RoPEViT(nn.Module):
     # -- forward -------------------------------------------------------------------------------------------------
     def _abs_pos(self, grid: tuple[int, int]) -> torch.Tensor:
         pos = self.pos_embed
-        if grid != self.pretrain_grid:
-            pos = pos.reshape(1, *self.pretrain_grid, -1).permute(0, 3, 1, 2)
+        if grid != self.ape_grid:
+            pos = pos.reshape(1, *self.ape_grid, -1).permute(0, 3, 1, 2)
             pos = F.interpolate(pos.float(), size=grid, mode="bicubic", align_corners=False,
                                 antialias=self.ape_antialias).to(pos.dtype)
             pos = pos.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)
@@ -286,11 +331,11 @@ class RoPEViT(nn.Module):
         for blk in self.blocks:
             w = blk.window_size
             if w not in coords:
-                hw = (w, w) if w else grid
-                # 'interpolate' scales window-local coordinates like the global grid: step pretrain_grid / grid
-                ref = (w * self.pretrain_grid[0] / grid[0], w * self.pretrain_grid[1] / grid[1]) if w else \
-                    self.pretrain_grid
-                coords[w] = grid_coords(*hw, mode=self.rope_position, ref_size=ref, device=device)
+                # 'interpolate' (EVA-02's rule) maps whatever a block attends over onto the pretraining grid: each
+                # window on its own (step pretrain / window) in window blocks, the whole grid (step pretrain / grid)
+                # in global blocks.
+                coords[w] = grid_coords(*((w, w) if w else grid), mode=self.rope_position,
+                                        ref_size=self.pretrain_grid, device=device)
             prefix = 0 if w else self.num_prefix_tokens
             if blk.attn.rope is not None:
                 yield blk.attn.rope(coords[w]).with_prefix(prefix)
@@ -308,8 +353,9 @@ class RoPEViT(nn.Module):
             x = x + self._abs_pos((gh, gw))
         if self.cls_token is not None:
             x = torch.cat((self.cls_token.expand(B, -1, -1), x), dim=1)
-        # one padded-key mask per window size and forward (None where the grid needs no padding)
-        windows = {b.window_size for b in self.blocks if b.window_size}
+        # one padded-key mask per window size and forward (None where the grid needs no padding, or where padded
+        # tokens take part as keys)
+        windows = {b.window_size for b in self.blocks if b.window_size} if self.window_padding == "mask" else ()
         masks = {w: padding_key_mask((gh, gw), w, B, device=x.device) for w in windows}
         outs = []
         for i, (blk, table) in enumerate(zip(self.blocks, self._rope_tables((gh, gw), x.device))):

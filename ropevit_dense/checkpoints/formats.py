@@ -32,12 +32,11 @@ DERIVED_SUFFIXES = ("freqs_t_x", "freqs_t_y", "freqs_cis", "rope_t_x", "rope_t_y
                     "relative_position_index", "relative_coords_table")
 
 
-def unwrap(obj: Any) -> StateDict:
-    """Find the state dict inside a checkpoint object and strip framework prefixes.
+def state_dict_of(obj: Any) -> StateDict:
+    """The tensors of a checkpoint object, keys as stored.
 
     Accepts a bare state dict or the wrappers ``model`` (naver, detectron2), ``state_dict`` (mmengine),
-    ``model_ema`` / ``module``; strips ``module.`` (DDP) and, when every key of a detector / segmentor carries
-    it, keeps only the ``backbone.`` entries without the prefix.
+    ``model_ema`` / ``module``; strips a ``module.`` (DDP) prefix carried by every key.
     """
     if not isinstance(obj, Mapping):
         raise TypeError(f"expected a checkpoint dict, got {type(obj).__name__}")
@@ -51,6 +50,27 @@ def unwrap(obj: Any) -> StateDict:
         raise TypeError("the checkpoint holds no tensors (expected a state dict or a 'model' / 'state_dict' entry)")
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
+    return tensors
+
+
+def select_prefix(sd: StateDict, prefix: str) -> StateDict:
+    """The entries of ``sd`` under ``prefix`` (e.g. ``'backbone.'``), with the prefix removed."""
+    if not prefix:
+        return dict(sd)
+    picked = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not picked:
+        sample = ", ".join(sorted(sd)[:3])
+        raise KeyError(f"no key starts with prefix '{prefix}' (keys look like: {sample}, ...)")
+    return picked
+
+
+def unwrap(obj: Any) -> StateDict:
+    """Find the state dict inside a checkpoint object and strip framework prefixes.
+
+    See :func:`state_dict_of` for the wrappers; when keys of a detector / segmentor carry it, keeps only the
+    ``backbone.`` entries without the prefix.
+    """
+    tensors = state_dict_of(obj)
     backbone = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
     if backbone:
         tensors = backbone
