@@ -18,7 +18,8 @@ def resize_rel_pos(table: torch.Tensor, length: int) -> torch.Tensor:
     """Linear resampling of a ``(L, C)`` relative position table to ``(length, C)`` (``align_corners=False``)."""
     if table.shape[0] == length:
         return table
-    resized = F.interpolate(table.float().T.unsqueeze(0), size=length, mode="linear", align_corners=False)
+    dtype = torch.promote_types(table.dtype, torch.float32)
+    resized = F.interpolate(table.to(dtype).T.unsqueeze(0), size=length, mode="linear", align_corners=False)
     return resized.squeeze(0).T.to(table.dtype)
 
 
