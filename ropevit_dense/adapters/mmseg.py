@@ -6,14 +6,17 @@ Opt in from a config::
     model = dict(backbone=dict(type='RoPEViT', out_indices=(3, 5, 7, 11), ...),
                  neck=dict(type='Feature2Pyramid', embed_dim=768, rescales=[4, 2, 1, 0.5]), ...)
 
-Registered names: ``RoPEViT``, ``RoPESwin``, ``RoPESimplePyramid`` and ``ProbabilityAverageSegTTAModel`` in
-``mmseg.registry.MODELS``; ``RoPEOptimWrapperConstructor`` in ``mmseg.registry.OPTIM_WRAPPER_CONSTRUCTORS``
-(layer-wise decay that knows our ``blocks.i`` naming; mmseg's own ``LayerDecayOptimizerConstructor`` only handles
-BEiT / MAE class names and ``layers.i``). mmseg's registries are separate from mmdet's; importing both adapters
-registers the same classes into each. Idempotent.
+Registered names: ``RoPEViT``, ``RoPESwin``, ``RoPESimplePyramid``, ``ProbabilityAverageSegTTAModel`` and, when
+mmdet is installed (Mask2Former's head lives there), ``FP32MSDeformAttnPixelDecoder`` in ``mmseg.registry.MODELS``;
+``RoPEOptimWrapperConstructor`` in ``mmseg.registry.OPTIM_WRAPPER_CONSTRUCTORS`` (the recipes' own parameter rules,
+layer-wise decay that knows our ``blocks.i`` / ``layers.s.blocks.b`` naming; mmseg's own
+``LayerDecayOptimizerConstructor`` only handles BEiT / MAE class names and ``layers.i``). mmseg's registries are
+separate from mmdet's; importing both adapters registers the same classes into each. Idempotent.
 """
 
 from __future__ import annotations
+
+import importlib.util
 
 import torch
 from mmengine.structures import PixelData
@@ -54,3 +57,7 @@ class ProbabilityAverageSegTTAModel(SegTTAModel):
 register_into(MODELS, OPTIM_WRAPPER_CONSTRUCTORS)
 if MODELS.get("ProbabilityAverageSegTTAModel") is not ProbabilityAverageSegTTAModel:
     MODELS.register_module(name="ProbabilityAverageSegTTAModel", module=ProbabilityAverageSegTTAModel)
+if importlib.util.find_spec("mmdet") is not None:
+    from . import mask2former
+
+    mask2former.register_into(MODELS)
