@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ropevit_dense.checkpoints import CheckpointError, UnsafeCheckpointError, allow_mmengine_checkpoints, load_file
+from ropevit_dense.checkpoints.io import url_cache_path
 
 
 class _Evil:
@@ -81,9 +82,35 @@ def test_http_url_download(tmp_path, monkeypatch):
         url = f"http://127.0.0.1:{server.server_address[1]}/weights.pth"
         got = load_file(url)
         assert torch.equal(got["w"], sd["w"])
-        assert (tmp_path / "torch_home" / "hub" / "checkpoints" / "weights.pth").exists()
+        cached = url_cache_path(url)
+        assert cached.exists() and cached.name == "weights.pth"
+        assert cached.parent.parent == tmp_path / "torch_home" / "hub" / "checkpoints"
         with pytest.raises(CheckpointError, match="cannot download"):
             load_file(f"http://127.0.0.1:{server.server_address[1]}/missing.pth")
+    finally:
+        server.shutdown()
+
+
+def test_urls_with_the_same_file_name_are_cached_apart(tmp_path, monkeypatch):
+    """Two hub repositories' ``.../resolve/main/pytorch_model.bin`` must not share one cached file."""
+    served = tmp_path / "served"
+    weights = {}
+    for repo in ("owner/a", "owner/b"):
+        folder = served / repo / "resolve" / "main"
+        folder.mkdir(parents=True)
+        weights[repo] = {"w": torch.randn(4)}
+        torch.save(weights[repo], folder / "pytorch_model.bin")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch_home"))
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_address[1]}"
+        for repo in ("owner/a", "owner/b", "owner/a"):
+            got = load_file(f"{base}/{repo}/resolve/main/pytorch_model.bin")
+            assert torch.equal(got["w"], weights[repo]["w"]), repo
+        paths = {url_cache_path(f"{base}/{repo}/resolve/main/pytorch_model.bin") for repo in ("owner/a", "owner/b")}
+        assert len(paths) == 2 and all(p.exists() for p in paths)
     finally:
         server.shutdown()
 

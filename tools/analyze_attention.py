@@ -189,10 +189,9 @@ class AttentionStatistics:
             if isinstance(self.model, RoPEViT):  # Block.forward(x (B, N, C), hw, rope, mask)
                 hw, w = tuple(args[1]), block.window_size
                 layout = LayerLayout(hw, w, 0, 0 if w else self.model.num_prefix_tokens, stride)
-            else:  # SwinBlock.forward(x (B, H, W, C), rope, masks); shift rule as in SwinBlock.forward
-                hw, w = tuple(args[0].shape[1:3]), block.window_size
-                shift = block.shift_size if (hw[0] > w or hw[1] > w) else 0
-                layout = LayerLayout(hw, w, shift, 0, stride)
+            else:  # SwinBlock.forward(x (B, H, W, C), rope, masks)
+                hw = tuple(args[0].shape[1:3])
+                layout = LayerLayout(hw, block.window_size, block.shift_for(hw), 0, stride)
             self._layouts[index] = layout
 
         return hook

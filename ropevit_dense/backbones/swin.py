@@ -24,6 +24,7 @@ from torch.utils.checkpoint import checkpoint
 from ..layers import (
     Attention,
     PatchEmbed,
+    check_window_padding,
     init_linear_and_norm,
     pad_to_multiple,
     valid_windows,
@@ -91,15 +92,20 @@ class WindowAttention(Attention):
 
 
 class SwinBlock(nn.Module):
-    """Swin block: (shifted) window attention and MLP, pre-norm, on ``(B, H, W, C)`` maps."""
+    """Swin block: (shifted) window attention and MLP, pre-norm, on ``(B, H, W, C)`` maps.
+
+    ``always_shift`` applies the cyclic shift even when the whole map fits in one window (as the dense Swin of
+    mmdet / detectron2 / Mask2Former); otherwise such a map is attended without shift, as one window.
+    """
 
     def __init__(
         self, *, dim: int, num_heads: int, window_size: int, shift: bool, mlp_ratio: float, qkv_bias: bool,
-        drop_path: float, use_rpb: bool, rope: Optional[nn.Module],
+        drop_path: float, use_rpb: bool, rope: Optional[nn.Module], always_shift: bool = False,
     ) -> None:
         super().__init__()
         self.window_size = window_size
         self.shift_size = window_size // 2 if shift else 0
+        self.always_shift = always_shift
         self.norm1 = nn.LayerNorm(dim)
         self.attn = WindowAttention(dim=dim, num_heads=num_heads, window_size=window_size, qkv_bias=qkv_bias,
                                     use_rpb=use_rpb, rope=rope)
@@ -107,12 +113,18 @@ class SwinBlock(nn.Module):
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU)
 
+    def shift_for(self, hw: tuple[int, int]) -> int:
+        """The cyclic shift this block applies to an ``hw`` map."""
+        if self.always_shift or hw[0] > self.window_size or hw[1] > self.window_size:
+            return self.shift_size
+        return 0  # one window holds the whole map: nothing to shift
+
     def forward(self, x: torch.Tensor, rope: Optional[Union[RopeTable, BlockRopeTable]],
                 masks: dict[int, Optional[torch.Tensor]]) -> torch.Tensor:
         """``x`` ``(B, H, W, C)``; ``masks`` maps a shift to its additive ``(nW, 1, w*w, w*w)`` mask."""
         B, H, W, C = x.shape
         w = self.window_size
-        shift = self.shift_size if (H > w or W > w) else 0  # one window holds the whole map: nothing to shift
+        shift = self.shift_for((H, W))
         y = pad_to_multiple(self.norm1(x), w)
         Hp, Wp = y.shape[1:3]
         if shift:
@@ -132,14 +144,16 @@ class SwinBlock(nn.Module):
         return x + self.drop_path(self.mlp(self.norm2(x)))
 
 
-def window_masks(hw: tuple[int, int], window: int, shift: int, device: torch.device) -> Optional[torch.Tensor]:
-    """Additive mask ``(nW, 1, w*w, w*w)`` for one stage layout: shifted-window regions and padded keys.
+def window_masks(hw: tuple[int, int], window: int, shift: int, device: torch.device, *, mask_padding: bool = True
+                 ) -> Optional[torch.Tensor]:
+    """Additive mask ``(nW, 1, w*w, w*w)`` for one stage layout: shifted-window regions and (with
+    ``mask_padding``) padded keys.
 
-    Returns None when no token needs masking (no shift, no padding).
+    Returns None when no token needs masking (no shift, and no padding or padding left visible).
     """
     H, W = hw
     Hp, Wp = H + (-H) % window, W + (-W) % window
-    if not shift and (Hp, Wp) == (H, W):
+    if not shift and ((Hp, Wp) == (H, W) or not mask_padding):
         return None
     region = torch.zeros(1, Hp, Wp, 1, device=device)
     if shift:
@@ -150,8 +164,9 @@ def window_masks(hw: tuple[int, int], window: int, shift: int, device: torch.dev
                 region[:, hs, ws] = label
                 label += 1
     region = window_partition(region, window).squeeze(-1)  # (nW, N)
-    valid = valid_windows(hw, window, shift, device=device)
-    mask = (region[:, None, :] != region[:, :, None]) | ~valid[:, None, :]
+    mask = region[:, None, :] != region[:, :, None]
+    if mask_padding:
+        mask = mask | ~valid_windows(hw, window, shift, device=device)[:, None, :]
     return (mask.float() * MASK_VALUE).unsqueeze(1)
 
 
@@ -177,13 +192,13 @@ class SwinStage(nn.Module):
     def __init__(self, *, dim: int, depth: int, num_heads: int, window_size: int, mlp_ratio: float,
                  qkv_bias: bool, drop_path: Sequence[float], use_rpb: bool, rope_type: Optional[str],
                  rope_theta: Optional[float], downsample: bool, rope_block_size: Optional[int] = None,
-                 rope_coord_scale: float = 1.0) -> None:
+                 rope_coord_scale: float = 1.0, always_shift: bool = False) -> None:
         super().__init__()
         head_dim = dim // num_heads
         self.blocks = nn.ModuleList(
             SwinBlock(
                 dim=dim, num_heads=num_heads, window_size=window_size, shift=i % 2 == 1, mlp_ratio=mlp_ratio,
-                qkv_bias=qkv_bias, drop_path=drop_path[i], use_rpb=use_rpb,
+                qkv_bias=qkv_bias, drop_path=drop_path[i], use_rpb=use_rpb, always_shift=always_shift,
                 rope=build_layer_rope(rope_type, head_dim=head_dim, num_heads=num_heads, theta=rope_theta,
                                       block_size=rope_block_size, coord_scale=rope_coord_scale),
             )
@@ -215,6 +230,10 @@ class RoPESwin(nn.Module):
         rope_position (str): ``'extrapolate'`` (window-local integer coordinates) or ``'interpolate'``
             (mapped onto the pretraining window). Default: ``'extrapolate'``.
         use_rpb (bool): relative position bias. Default: False.
+        window_padding (str): ``'mask'`` hides the zero tokens that pad a stage to whole windows as keys, and a
+            stage that fits in one window is attended unshifted; ``'zero'`` lets padded tokens take part as keys
+            and always applies the shifted-window roll, as the Swin of mmdet, detectron2 and Mask2Former.
+            Default: ``'mask'``.
         out_indices (Sequence[int]): stages returned (each after its own LayerNorm ``norm{i}``). Default: all.
         frozen_stages (int): -1 trains all; 0 freezes the patch embedding; k > 0 also stages ``0..k-1``.
         with_cp (bool): activation checkpointing of the blocks during training. Default: False.
@@ -238,6 +257,7 @@ class RoPESwin(nn.Module):
         rope_block_size: Optional[int] = None,
         rope_position: Literal["extrapolate", "interpolate"] = "extrapolate",
         use_rpb: bool = False,
+        window_padding: Literal["mask", "zero"] = "mask",
         out_indices: Optional[Sequence[int]] = None,
         frozen_stages: int = -1,
         with_cp: bool = False,
@@ -248,6 +268,7 @@ class RoPESwin(nn.Module):
             raise ValueError(f"depths {tuple(depths)} and num_heads {tuple(num_heads)} must have the same length")
         if not isinstance(window_size, int) or window_size < 1:
             raise ValueError(f"window_size must be an int >= 1, got {window_size!r}")
+        check_window_padding(window_padding)
         num_stages = len(depths)
         dims = [embed_dim * 2 ** i for i in range(num_stages)]
         for d, h in zip(dims, num_heads):
@@ -261,7 +282,7 @@ class RoPESwin(nn.Module):
             raise ValueError(f"frozen_stages must be in -1..{num_stages}, got {frozen_stages}")
 
         self.num_stages, self.window_size, self.pretrain_window_size = num_stages, window_size, pretrain_window_size
-        self.rope_type, self.rope_position = rope_type, rope_position
+        self.rope_type, self.rope_position, self.window_padding = rope_type, rope_position, window_padding
         self.out_indices, self.frozen_stages, self.with_cp = out_indices, frozen_stages, with_cp
         self.num_features = dims
         theta, block_size = rope_settings(rope_type, "swin", theta=rope_theta, block_size=rope_block_size)
@@ -277,14 +298,21 @@ class RoPESwin(nn.Module):
                 dim=dims[i], depth=depths[i], num_heads=num_heads[i], window_size=window_size, mlp_ratio=mlp_ratio,
                 qkv_bias=qkv_bias, drop_path=dpr[sum(depths[:i]): sum(depths[: i + 1])], use_rpb=use_rpb,
                 rope_type=rope_type, rope_theta=theta, downsample=i < num_stages - 1, rope_block_size=block_size,
-                rope_coord_scale=1.0 / pretrain_window_size,
+                rope_coord_scale=1.0 / pretrain_window_size, always_shift=window_padding == "zero",
             )
             for i in range(num_stages)
         )
         for i in out_indices:
             self.add_module(f"norm{i}", nn.LayerNorm(dims[i]))
-        self.apply(init_linear_and_norm)
+        self.init_weights()
         self._freeze()
+
+    def init_weights(self) -> None:
+        """Random init for training from scratch (pretrained weights are loaded by :mod:`ropevit_dense.checkpoints`)."""
+        self.apply(init_linear_and_norm)
+        for m in self.modules():
+            if isinstance(m, WindowAttention) and m.relative_position_bias_table is not None:
+                nn.init.trunc_normal_(m.relative_position_bias_table, std=0.02)
 
     def _freeze(self) -> None:
         if self.frozen_stages < 0:
@@ -317,9 +345,8 @@ class RoPESwin(nn.Module):
         outs = []
         for stage in self.layers:
             hw = x.shape[1:3]
-            w = self.window_size
-            masks = {s: window_masks(hw, w, s, x.device) for s in {blk.shift_size if (hw[0] > w or hw[1] > w)
-                                                                   else 0 for blk in stage.blocks}}
+            masks = {s: window_masks(hw, self.window_size, s, x.device, mask_padding=self.window_padding == "mask")
+                     for s in {blk.shift_for(hw) for blk in stage.blocks}}
             for blk in stage.blocks:
                 if blk.attn.rope is not None:
                     table = blk.attn.rope(coords)

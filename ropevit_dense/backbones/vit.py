@@ -30,6 +30,7 @@ from ..layers import (
     Attention,
     PatchEmbed,
     QVBiasLinear,
+    check_window_padding,
     init_linear_and_norm,
     pad_to_multiple,
     padding_key_mask,
@@ -56,6 +57,14 @@ VIT_PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+def _rel_pos_size(enabled: bool, window: int, global_side: int) -> Optional[tuple[int, int]]:
+    """Grid of one block's relative position tables: its window, or the reference grid for global blocks."""
+    if not enabled:
+        return None
+    side = window if window else global_side
+    return (side, side)
+
+
 class Block(nn.Module):
     """Pre-norm transformer block with LayerScale, global or windowed.
 
@@ -69,6 +78,8 @@ class Block(nn.Module):
         window_size (int): 0 for global attention, else the side of the attention windows in tokens.
         rope (nn.Module | None): this block's own learnable RoPE (every mode but axial), if any.
         family (ViTFamily | None): MLP kind and norm eps; None for the RoPE-ViT family.
+        rel_pos_size (tuple[int, int] | None): grid of this block's decomposed relative position tables (the window
+            in window blocks), or None for none.
     """
 
     def __init__(
@@ -83,6 +94,7 @@ class Block(nn.Module):
         window_size: int,
         rope: Optional[nn.Module],
         family: Optional[ViTFamily] = None,
+        rel_pos_size: Optional[tuple[int, int]] = None,
     ) -> None:
         super().__init__()
         family = resolve_family("rope-vit" if family is None else family)
@@ -91,7 +103,7 @@ class Block(nn.Module):
             raise ValueError(f"qkv_bias must be 'qkv', 'qv', 'none' or a bool, got {qkv_bias!r}")
         self.window_size = window_size
         self.norm1 = family.norm_layer()(dim)
-        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias != "none")
+        self.attn = Attention(dim, num_heads, qkv_bias=qkv_bias != "none", rel_pos_size=rel_pos_size)
         if qkv_bias == "qv":
             self.attn.qkv = QVBiasLinear(dim, dim * 3)  # queries and values biased, keys not (EVA-02, DINOv3)
         self.attn.rope = rope
@@ -107,19 +119,20 @@ class Block(nn.Module):
     def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[Union[RopeTable, BlockRopeTable]],
                 mask: Optional[torch.Tensor]) -> torch.Tensor:
         if not self.window_size:
-            return self.attn(x, rope)
+            return self.attn(x, rope, hw=hw)
         B, _, C = x.shape
         w = self.window_size
         spatial = pad_to_multiple(x.view(B, hw[0], hw[1], C), w)
         padded_hw = spatial.shape[1:3]
-        windows = self.attn(window_partition(spatial, w), rope, attn_mask=mask)
+        windows = self.attn(window_partition(spatial, w), rope, attn_mask=mask, hw=(w, w))
         spatial = window_unpartition(windows, w, padded_hw)[:, : hw[0], : hw[1]]
         return spatial.reshape(B, -1, C)
 
     def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[Union[RopeTable, BlockRopeTable]],
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Args: ``x`` ``(B, N, C)`` (prefix tokens first, then the ``hw`` grid row-major); ``rope`` this block's
-        table; ``mask`` the padded-key mask of window blocks (:func:`padding_key_mask`). Returns ``(B, N, C)``."""
+        table; ``mask`` the padded-key mask of window blocks (:func:`padding_key_mask`; None lets zero-padded
+        tokens attend as keys). Returns ``(B, N, C)``."""
         y = self._attend(self.norm1(x), hw, rope, mask)
         x = x + self.drop_path(y if self.gamma_1 is None else self.gamma_1 * y)
         y = self.mlp(self.norm2(x))
@@ -155,18 +168,34 @@ class RoPEViT(nn.Module):
         rope_block_size (int | None): generator block side of LieRE / ComRoPE (``head_dim`` = dense LieRE); None
             picks 8. Their positions are measured in pretraining grids (``coord_scale = 1 / grid side``).
         rope_position (str | None): ``'extrapolate'`` (the step of the pretraining grid continued over the actual
-            grid) or ``'interpolate'`` (the actual grid mapped onto the pretraining range, EVA-02 / DINOv3 style)
+            grid, window-local in window blocks) or ``'interpolate'`` (EVA-02's rule: the grid a block attends over,
+            a window or the whole map, mapped onto the pretraining range; DINOv3's normalised coordinates)
             (*family*: ``'extrapolate'``, ``'interpolate'`` for DINOv3 / EVA-02, as pretrained).
         use_ape (bool | None): learnable absolute position embedding, bicubic-resized to each input's grid
             (*family*: False, True for EVA-02).
         ape_antialias (bool): resize the APE with PyTorch's antialiased bicubic (as timm; its cubic kernel uses
-            a = -0.5) instead of plain bicubic (a = -0.75, as the naver reference code). Default: True.
+            a = -0.5) instead of plain bicubic (a = -0.75, as the naver reference code and detectron2's ViTDet).
+            Default: True.
+        ape_img_size (int | None): image side whose token grid the APE table is learned at. None keeps the
+            pretraining grid and resizes the table to every input's grid in each forward (ViTDet); e.g. 512 holds
+            a 32x32 table: a pretrained table is resized to it once when loaded and then learned at that size
+            (BEiT / mmseg ViT fine-tuning). Default: None.
+        use_rel_pos (bool): ViTDet's decomposed relative position bias in every block (``attn.rel_pos_h`` /
+            ``rel_pos_w``, zero-initialised; :mod:`ropevit_dense.layers.rel_pos`). Needs ``use_cls_token=False``.
+            Default: False.
+        rel_pos_img_size (int): image side the global blocks' relative position tables are sized for
+            (``2 * rel_pos_img_size / patch - 1`` rows, resampled linearly for other grids); window blocks' tables
+            have ``2 * window - 1`` rows. Default: 1024 (ViTDet).
         use_cls_token (bool | None): carry the cls token (and the family's register tokens) through the blocks
             (dropped from the outputs). None picks True for all-global backbones and False for windowed ones;
             windowed backbones cannot keep them.
         window_size (int): window side in tokens for the non-global blocks; 0 makes every block global.
             Default: 0.
         global_block_indexes (Sequence[int]): blocks with global attention when ``window_size > 0``. Default: ().
+        window_padding (str): what window blocks do with the zero tokens that pad the grid to whole windows:
+            ``'mask'`` hides them as keys, so a token's output does not depend on how much padding its window got;
+            ``'zero'`` lets them take part as keys, as detectron2's ViTDet (and the Swin originals) do.
+            Default: ``'mask'``.
         out_indices (Sequence[int]): blocks whose outputs are returned as NCHW maps. Default: last block.
         frozen_stages (int): -1 trains everything; 0 freezes the patch embedding (and APE / cls); k > 0 also
             freezes blocks ``0..k-1``. Default: -1.
@@ -194,9 +223,13 @@ class RoPEViT(nn.Module):
         rope_position: Optional[Literal["extrapolate", "interpolate"]] = None,
         use_ape: Optional[bool] = None,
         ape_antialias: bool = True,
+        ape_img_size: Optional[int] = None,
+        use_rel_pos: bool = False,
+        rel_pos_img_size: int = 1024,
         use_cls_token: Optional[bool] = None,
         window_size: int = 0,
         global_block_indexes: Sequence[int] = (),
+        window_padding: Literal["mask", "zero"] = "mask",
         out_indices: Optional[Sequence[int]] = None,
         frozen_stages: int = -1,
         with_cp: bool = False,
@@ -238,6 +271,16 @@ class RoPEViT(nn.Module):
         if use_cls_token and windowed:
             raise ValueError("a cls token cannot pass through window blocks: set use_cls_token=False "
                              "(ViTDet-style backbones drop it) or window_size=0")
+        check_window_padding(window_padding)
+        if use_rel_pos and use_cls_token:
+            raise ValueError("use_rel_pos (ViTDet's decomposed relative positions) has no entry for a cls token: "
+                             "set use_cls_token=False")
+        if ape_img_size is not None and (not isinstance(ape_img_size, int) or ape_img_size < patch_size):
+            raise ValueError(f"ape_img_size must be None or an image side >= patch_size={patch_size}, "
+                             f"got {ape_img_size!r}")
+        if use_rel_pos and (not isinstance(rel_pos_img_size, int) or rel_pos_img_size < patch_size):
+            raise ValueError(f"rel_pos_img_size must be an image side >= patch_size={patch_size}, "
+                             f"got {rel_pos_img_size!r}")
 
         self.family = family
         self.embed_dim, self.depth, self.num_heads, self.patch_size = embed_dim, depth, num_heads, patch_size
@@ -246,14 +289,15 @@ class RoPEViT(nn.Module):
         self.out_indices, self.frozen_stages, self.with_cp = out_indices, frozen_stages, with_cp
         num_registers = family.num_register_tokens if use_cls_token else 0
         self.num_prefix_tokens = int(use_cls_token) + num_registers
-        self.ape_antialias = ape_antialias
+        self.ape_antialias, self.window_padding = ape_antialias, window_padding
+        side = (ape_img_size if ape_img_size is not None else pretrain_img_size) // patch_size
+        self.ape_grid = (side, side)
 
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim)
         self.cls_token = nn.Parameter(torch.zeros(1, 1, embed_dim)) if use_cls_token else None
         self.register_tokens = nn.Parameter(torch.zeros(1, num_registers, embed_dim)) if num_registers else None
-        self.pos_embed = (
-            nn.Parameter(torch.zeros(1, self.pretrain_grid[0] * self.pretrain_grid[1], embed_dim)) if use_ape else None
-        )
+        self.pos_embed = nn.Parameter(torch.zeros(1, side * side, embed_dim)) if use_ape else None
+        rel_side = rel_pos_img_size // patch_size
         if rope_theta is None and rope_type == family.rope_type:
             rope_theta = family.rope_theta
         theta, block_size = rope_settings(rope_type, "vit", theta=rope_theta, block_size=rope_block_size)
@@ -268,6 +312,7 @@ class RoPEViT(nn.Module):
                 drop_path=dpr[i], window_size=0 if i in global_block_indexes else window_size,
                 rope=build_layer_rope(rope_type, head_dim=head_dim, num_heads=num_heads, theta=theta,
                                       block_size=block_size, coord_scale=coord_scale),
+                rel_pos_size=_rel_pos_size(use_rel_pos, 0 if i in global_block_indexes else window_size, rel_side),
                 family=family,
             )
             for i in range(depth)
@@ -315,8 +360,8 @@ class RoPEViT(nn.Module):
     # -- forward -------------------------------------------------------------------------------------------------
     def _abs_pos(self, grid: tuple[int, int]) -> torch.Tensor:
         pos = self.pos_embed
-        if grid != self.pretrain_grid:
-            pos = pos.reshape(1, *self.pretrain_grid, -1).permute(0, 3, 1, 2)
+        if grid != self.ape_grid:
+            pos = pos.reshape(1, *self.ape_grid, -1).permute(0, 3, 1, 2)
             pos = F.interpolate(pos.float(), size=grid, mode="bicubic", align_corners=False,
                                 antialias=self.ape_antialias).to(pos.dtype)
             pos = pos.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)
@@ -356,8 +401,9 @@ class RoPEViT(nn.Module):
         prefix = [t.expand(B, -1, -1) for t in (self.cls_token, self.register_tokens) if t is not None]
         if prefix:
             x = torch.cat((*prefix, x), dim=1)
-        # one padded-key mask per window size and forward (None where the grid needs no padding)
-        windows = {b.window_size for b in self.blocks if b.window_size}
+        # one padded-key mask per window size and forward (None where the grid needs no padding, or where padded
+        # tokens take part as keys)
+        windows = {b.window_size for b in self.blocks if b.window_size} if self.window_padding == "mask" else ()
         masks = {w: padding_key_mask((gh, gw), w, B, device=x.device) for w in windows}
         outs = []
         for i, (blk, table) in enumerate(zip(self.blocks, self._rope_tables((gh, gw), x.device))):

@@ -8,8 +8,8 @@ Formats:
       (a buffer for axial), ``attn.rope_t_x`` / ``rope_t_y``, ``attn_mask`` and ``relative_position_index``
       buffers.
     * timm's naver-compatible ViTs (``vit_*_patch16_rope*_224``): ``rope.freqs`` ``(2, depth, heads, head_dim/2)``.
-    * OpenMMLab / detectron2 training checkpoints: ``state_dict`` / ``model`` wrappers and ``backbone.`` /
-      ``module.`` prefixes.
+    * OpenMMLab / detectron2 training checkpoints: ``state_dict`` / ``model`` wrappers, ``module.`` (DDP) and
+      ``backbone.`` prefixes; in detectron2, ``backbone.net.`` (ViTDet) or ``backbone.bottom_up.`` (FPN).
     * our own layout (returned unchanged).
 
 Every converter returns ``(state_dict, dropped)`` where ``dropped`` names the keys removed on purpose (derived
@@ -32,12 +32,11 @@ DERIVED_SUFFIXES = ("freqs_t_x", "freqs_t_y", "freqs_cis", "rope_t_x", "rope_t_y
                     "relative_position_index", "relative_coords_table")
 
 
-def unwrap(obj: Any) -> StateDict:
-    """Find the state dict inside a checkpoint object and strip framework prefixes.
+def state_dict_of(obj: Any) -> StateDict:
+    """The tensors of a checkpoint object, keys as stored.
 
     Accepts a bare state dict or the wrappers ``model`` (naver, detectron2), ``state_dict`` (mmengine),
-    ``model_ema`` / ``module``; strips ``module.`` (DDP) and, when every key of a detector / segmentor carries
-    it, keeps only the ``backbone.`` entries without the prefix.
+    ``model_ema`` / ``module``; strips a ``module.`` (DDP) prefix carried by every key.
     """
     if not isinstance(obj, Mapping):
         raise TypeError(f"expected a checkpoint dict, got {type(obj).__name__}")
@@ -51,10 +50,49 @@ def unwrap(obj: Any) -> StateDict:
         raise TypeError("the checkpoint holds no tensors (expected a state dict or a 'model' / 'state_dict' entry)")
     if all(k.startswith("module.") for k in tensors):
         tensors = {k[len("module."):]: v for k, v in tensors.items()}
-    backbone = {k[len("backbone."):]: v for k, v in tensors.items() if k.startswith("backbone.")}
-    if backbone:
-        tensors = backbone
     return tensors
+
+
+def select_prefix(sd: StateDict, prefix: str) -> StateDict:
+    """The entries of ``sd`` under ``prefix`` (e.g. ``'backbone.'``), with the prefix removed."""
+    if not prefix:
+        return dict(sd)
+    picked = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    if not picked:
+        sample = ", ".join(sorted(sd)[:3])
+        raise KeyError(f"no key starts with prefix '{prefix}' (keys look like: {sample}, ...)")
+    return picked
+
+
+# Where a whole detector / segmentor keeps its backbone, outermost first: ``backbone.`` (OpenMMLab, detectron2),
+# then inside a detectron2 backbone the module it wraps: ``bottom_up.`` (FPN over RoPE-Swin stages) and ``net.``
+# (ViTDet's simple feature pyramid over RoPE-ViT; detrex DINO). Nested forms such as ``backbone.bottom_up.net.``
+# unwrap level by level.
+BACKBONE_PREFIXES = ("backbone.", "bottom_up.", "net.")
+
+
+def strip_backbone_prefixes(sd: StateDict) -> StateDict:
+    """The backbone's entries of a detector / segmentor state dict, without the prefixes that lead to it.
+
+    For each of :data:`BACKBONE_PREFIXES` in turn, when some key carries it, only the keys that do are kept, with
+    the prefix removed (the necks / heads beside them are dropped). A bare backbone state dict has none of these
+    prefixes and is returned unchanged.
+    """
+    for prefix in BACKBONE_PREFIXES:
+        inner = {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+        if inner:
+            sd = inner
+    return sd
+
+
+def unwrap(obj: Any) -> StateDict:
+    """Find the state dict inside a checkpoint object and strip framework prefixes.
+
+    See :func:`state_dict_of` for the wrappers and :func:`strip_backbone_prefixes` for the prefixes: the
+    ``backbone.`` entries of an OpenMMLab detector / segmentor, the ``backbone.net.`` (ViTDet) or
+    ``backbone.bottom_up.`` (FPN) entries of a detectron2 one.
+    """
+    return strip_backbone_prefixes(state_dict_of(obj))
 
 
 def _split_dropped(sd: StateDict, drop_classifier: bool = True) -> tuple[StateDict, list[str]]:

@@ -8,6 +8,7 @@ arrays). ``.safetensors`` files are read with the safetensors library.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import os
 import pickle
@@ -138,9 +139,19 @@ def _load_safetensors(path: Path, map_location: Any) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"cannot read safetensors checkpoint '{path}': {exc}") from None
 
 
-def _download_url(url: str) -> Path:
+def url_cache_path(url: str) -> Path:
+    """Where a downloaded ``url`` is cached: ``<torch hub dir>/checkpoints/<url hash>/<file name>``.
+
+    The folder is keyed by the whole URL: two URLs ending in the same file name (``.../resolve/main/pytorch_model.bin``
+    of two hub repositories) must never share a cached file, or the second would silently load the first's weights.
+    """
     name = os.path.basename(urlparse(url).path) or "checkpoint.pth"
-    target = Path(torch.hub.get_dir()) / "checkpoints" / name
+    key = hashlib.sha256(url.encode("utf-8")).hexdigest()[:16]
+    return Path(torch.hub.get_dir()) / "checkpoints" / key / name
+
+
+def _download_url(url: str) -> Path:
+    target = url_cache_path(url)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         logger.info("downloading %s to %s", url, target)

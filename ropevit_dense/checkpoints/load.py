@@ -6,15 +6,16 @@ import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..layers import resize_rel_pos
 from ..rope import PAIR_ROPE_TYPES, is_rope_parameter
 from .families import family_to_ours
-from .formats import StateDict, swin_to_ours, unwrap, vit_to_ours
+from .formats import StateDict, select_prefix, state_dict_of, swin_to_ours, unwrap, vit_to_ours
 from .io import CheckpointError, load_file
 
 logger = logging.getLogger(__name__)
@@ -68,12 +69,25 @@ def guess_architecture(sd: Mapping[str, torch.Tensor]) -> str:
     return "unknown"
 
 
+def _is_square(n: int) -> bool:
+    return n > 0 and int(round(n ** 0.5)) ** 2 == n
+
+
+def _without_cls_entry(pos: torch.Tensor) -> torch.Tensor:
+    """A ``(1, 1 + h*w, C)`` table with a leading cls entry (timm, MAE, detectron2) → its ``(1, h*w, C)`` grid."""
+    n = pos.shape[1]
+    if not _is_square(n) and _is_square(n - 1):
+        return pos[:, 1:]
+    return pos
+
+
 def _resize_grid(t: torch.Tensor, new_hw: tuple[int, int]) -> torch.Tensor:
     """Bicubic resize of a ``(1, h*w, C)`` square-grid table (APE) to ``new_hw``."""
     n = t.shape[1]
     side = int(round(n ** 0.5))
     if side * side != n:
-        raise CheckpointError(f"cannot resize a position embedding of {n} tokens: not a square grid")
+        raise CheckpointError(f"cannot resize a position embedding of {n} tokens: neither a square grid nor a "
+                              "square grid plus one cls entry")
     grid = t.reshape(1, side, side, -1).permute(0, 3, 1, 2).float()
     grid = F.interpolate(grid, size=new_hw, mode="bicubic", align_corners=False)
     return grid.permute(0, 2, 3, 1).reshape(1, new_hw[0] * new_hw[1], -1).to(t.dtype)
@@ -99,14 +113,31 @@ def _adapt_vit(model: nn.Module, sd: StateDict, report: LoadReport) -> StateDict
         report.dropped.append("cls_token")  # windowed (ViTDet) layout has no cls token
     pos = sd.get("pos_embed")
     if pos is not None and model.pos_embed is not None:
-        if pos.shape[1] == model.pos_embed.shape[1] + 1:  # a cls entry in the table: not ours
-            pos = pos[:, 1:]
+        pos = _without_cls_entry(pos)
         if pos.shape != model.pos_embed.shape:
-            sd["pos_embed"] = _resize_grid(pos, model.pretrain_grid)
+            sd["pos_embed"] = _resize_grid(pos, model.ape_grid)
             report.resized.append(f"pos_embed {tuple(pos.shape)} -> {tuple(model.pos_embed.shape)}")
         else:
             sd["pos_embed"] = pos
+    _adapt_rel_pos(model, sd, report)
     return sd
+
+
+def _adapt_rel_pos(model: nn.Module, sd: StateDict, report: LoadReport) -> None:
+    """ViTDet relative position tables: resampled when sized for another grid; zero-initialised (the ViTDet
+    recipe) when the checkpoint has none at all, e.g. a classification checkpoint."""
+    model_sd = model.state_dict()
+    ours = [k for k in model_sd if k.endswith((".attn.rel_pos_h", ".attn.rel_pos_w"))]
+    theirs = [k for k in sd if k.endswith((".attn.rel_pos_h", ".attn.rel_pos_w"))]
+    if ours and not theirs:
+        report.initialized += ours
+        return
+    for k in theirs:
+        if k in model_sd and sd[k].ndim == 2 and sd[k].shape[1] == model_sd[k].shape[1] \
+                and sd[k].shape[0] != model_sd[k].shape[0]:
+            old = tuple(sd[k].shape)
+            sd[k] = resize_rel_pos(sd[k], model_sd[k].shape[0])
+            report.resized.append(f"{k} {old} -> {tuple(sd[k].shape)}")
 
 
 def _adapt_swin(model: nn.Module, sd: StateDict, report: LoadReport) -> StateDict:
@@ -126,14 +157,30 @@ def _adapt_swin(model: nn.Module, sd: StateDict, report: LoadReport) -> StateDic
                 report.dropped.append(f"norm.{suffix}")
     model_sd = model.state_dict()
     for k in list(sd):
-        if k.endswith("attn.rope.freqs") and k not in model_sd and model.rope_type == "axial":
+        if k.endswith("attn.rope.freqs") and k not in model_sd and model.rope_type == "axial" \
+                and _is_axial_buffer(model, k, sd[k]):
             sd.pop(k)
-            report.dropped.append(k)  # axial frequencies are fixed: recomputed, not loaded
+            report.dropped.append(k)  # naver's fixed axial buffer: recomputed, not loaded
         elif k.endswith("relative_position_bias_table") and k in model_sd and sd[k].shape != model_sd[k].shape:
             old = tuple(sd[k].shape)
             sd[k] = _resize_rpb(sd[k], model.window_size)
             report.resized.append(f"{k} {old} -> {tuple(sd[k].shape)}")
     return sd
+
+
+def _is_axial_buffer(model: nn.Module, key: str, value: torch.Tensor) -> bool:
+    """True when ``value`` (naver RoPE-Swin ``rope_freqs`` of an axial model) holds exactly the axial frequencies this
+    model computes for that layer, so dropping it loses nothing. Learned (RoPE-Mixed) frequencies are not: loading
+    them into an axial model would silently change its outputs, so they stay unexpected keys."""
+    try:
+        attn = model.get_submodule(key.rsplit(".", 2)[0])  # layers.i.blocks.j.attn
+        axial = model.rope[str(attn.head_dim)].freqs
+    except (AttributeError, KeyError, TypeError):
+        return False
+    if value.ndim != 3 or value.shape[0] != 2 or value.shape[2] != axial.shape[2]:
+        return False
+    # naver builds the buffer as the mixed init with angle 0: cos(pi / 2) leaves float32 noise of ~4e-8
+    return torch.allclose(value.float(), axial.expand_as(value), rtol=1e-5, atol=1e-6)
 
 
 def _pair_frequencies(model: nn.Module, key: str, value: torch.Tensor) -> bool:
@@ -172,6 +219,7 @@ def load_pretrained(
     checkpoint: Union[str, os.PathLike, Mapping[str, Any]],
     *,
     strict: bool = True,
+    prefix: Optional[str] = None,
 ) -> LoadReport:
     """Load a checkpoint in any supported format into a :class:`RoPEViT` or :class:`RoPESwin`.
 
@@ -180,6 +228,8 @@ def load_pretrained(
         checkpoint: local path, URL, ``hf://owner/repo[/file]`` id, or an already loaded checkpoint dict.
         strict (bool): raise :class:`CheckpointError` (with the report) when any key is missing, unexpected
             or of the wrong shape. With False, load what matches and return the report. Default: True.
+        prefix (str | None): take only the keys under this prefix (e.g. ``'backbone.net.'``, ``'teacher.'``),
+            with the prefix removed, instead of finding the backbone's keys automatically. Default: None.
 
     Returns:
         LoadReport: the per-key account, also logged.
@@ -189,9 +239,9 @@ def load_pretrained(
     source = "<dict>" if isinstance(checkpoint, Mapping) else os.fspath(checkpoint)
     obj = checkpoint if isinstance(checkpoint, Mapping) else load_file(checkpoint)
     try:
-        sd = unwrap(obj)
-    except TypeError as exc:
-        raise CheckpointError(f"checkpoint '{source}': {exc}") from None
+        sd = unwrap(obj) if prefix is None else select_prefix(state_dict_of(obj), prefix)
+    except (TypeError, KeyError) as exc:
+        raise CheckpointError(f"checkpoint '{source}': {exc.args[0]}") from None
     arch = guess_architecture(sd)
     report = LoadReport(source=source, architecture=arch)
     if isinstance(model, RoPEViT):

@@ -7,6 +7,15 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
+WINDOW_PADDING_MODES = ("mask", "zero")
+
+
+def check_window_padding(mode: str) -> None:
+    """Raise ``ValueError`` naming the problem for an unknown ``window_padding``."""
+    if mode not in WINDOW_PADDING_MODES:
+        raise ValueError(f"unknown window_padding '{mode}'; expected 'mask' (padded tokens hidden as keys) or 'zero' "
+                         "(zero tokens attend as keys, as ViTDet and Swin)")
+
 
 def pad_to_multiple(x: torch.Tensor, window: int) -> torch.Tensor:
     """Zero-pad ``(B, H, W, C)`` at the bottom / right so H and W are multiples of ``window``."""

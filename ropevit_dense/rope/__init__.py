@@ -2,7 +2,7 @@
 function."""
 
 from .frequencies import axial_frequencies, base_magnitudes, mixed_frequencies
-from .generators import ComRoPEAP, ComRoPELD, LieRE, generator_table, skew_from_upper
+from .generators import ComRoPEAP, ComRoPELD, LieRE, commuting_basis, generator_table, skew_from_upper
 from .grid import COORDINATE_RULES, POSITION_MODES, grid_coords
 from .modules import (
     DEFAULT_BLOCK_SIZE,
@@ -43,6 +43,7 @@ __all__ = [
     "base_magnitudes",
     "build_layer_rope",
     "check_rope_options",
+    "commuting_basis",
     "generator_table",
     "grid_coords",
     "is_rope_parameter",

@@ -27,8 +27,13 @@ RoPE's rotation by ``w`` per unit of position).
   normalised to ``[0, 1]`` over the training grid.
 
 Cost: LieRE takes one ``b x b`` matrix exponential per (head, token, block) and attention layer (ViT-B on a
-50 x 84 grid: 12 x 4200 x 8 per global block), ComRoPE one per distinct x and per distinct y (its generators
-commute, :func:`generator_table`), Spherical RoPE and ``b = 2`` none (closed forms).
+50 x 84 grid: 12 x 4200 x 8 per global block). ComRoPE takes none: its commuting generators share one
+eigenbasis per (head, block), ``A_x = Q diag(a_k J) Q^T``, ``A_y = Q diag(c_k J) Q^T`` with ``J`` the 2x2
+rotation generator, so ``expm(x A_x + y A_y) = Q R(x a + y c) Q^T`` with ``R`` RoPE's pair rotation
+(:func:`commuting_basis`). ``Q`` cancels in ``q . k`` once it is applied to both, so ComRoPE is ``Q^T`` per
+channel block followed by the sin / cos rotation of RoPE-Mixed, with frequencies ``a``, ``c`` computed from the
+learned matrices in every forward (gradients reach them through the eigendecomposition). Spherical RoPE and
+``b = 2`` need no exponential either (closed forms).
 
 Units: the backbones hand integer token coordinates; every module here multiplies them by ``coord_scale``
 (``1 / pretraining grid side``, e.g. 1/14 for ViT-B/16 at 224, 1/7 for a Swin window of 7) so generators live in
@@ -44,6 +49,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from .precision import Float32State
 from .rotation import BlockRopeTable, RopeTable, rope_table
 
 
@@ -63,21 +69,50 @@ def skew_from_upper(upper: torch.Tensor, size: int) -> torch.Tensor:
     return a - a.transpose(-1, -2)
 
 
-def _axis_exp(generator: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
-    """``expm(v * A)`` for every value: ``(heads, nb, b, b)``, ``(V,)`` → ``(heads, V, nb, b, b)``."""
-    return torch.linalg.matrix_exp(values.view(1, -1, 1, 1, 1) * generator[:, None])
+def commuting_basis(skew: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Real Schur form of skew-symmetric matrices: ``S = Q diag(w_k J) Q^T`` with ``J = [[0, -1], [1, 0]]``.
+
+    From the Hermitian ``i S = V diag(mu) V^H``: its eigenvalues come in pairs ``+-w_k``; for ``w_k >= 0`` the
+    eigenvector ``v = a + i b`` gives ``S a = w b`` and ``S b = -w a`` with ``|a| = |b| = 1 / sqrt(2)``, ``a . b = 0``,
+    so ``sqrt(2) (a, b)`` are the columns ``2k``, ``2k + 1`` of ``Q``. ``expm(t S) = Q R(t w) Q^T`` then, with ``R``
+    the pair rotation of :func:`~ropevit_dense.rope.rotation.apply_rope` (angle ``t w_k`` on pair ``k``).
+    Differentiable for distinct ``w_k`` (generic matrices). Each pair of columns could turn within its plane without
+    changing ``q . k``; the turn is fixed (largest entry of each eigenvector real and positive) so that ``Q`` is a
+    function of ``S``.
+
+    Args:
+        skew (Tensor): ``(..., b, b)`` real skew-symmetric, ``b`` even.
+
+    Returns:
+        tuple: ``Q^T`` ``(..., b, b)`` (rows ``2k``, ``2k + 1`` span pair ``k``) and ``w`` ``(..., b / 2)``, in float32
+        (float64 for float64 input), autocast off.
+    """
+    b = skew.shape[-1]
+    if b % 2 or skew.shape[-2] != b:
+        raise ValueError(f"commuting_basis needs square matrices of even side, got {tuple(skew.shape[-2:])}")
+    with torch.autocast(device_type=skew.device.type, enabled=False):
+        real = torch.promote_types(skew.dtype, torch.float32)
+        # float64 whatever the input: a float32 basis is then orthogonal to float32 rounding, and the backward's
+        # phase check (below) stays far from its tolerance even under a large loss scale
+        mu, v = torch.linalg.eigh(skew.to(torch.complex128) * 1j)  # ascending: -w_{b/2} .. -w_1, w_1 .. w_{b/2}
+        half = b // 2
+        v = v[..., half:]  # (..., b, b/2): the eigenvectors of +w
+        # Fix each eigenvector's free phase (its largest entry made real and positive): the basis is then a
+        # function of S alone, so gradients do not depend on the phase eigh happened to return
+        with torch.no_grad():
+            top = v.abs().argmax(dim=-2, keepdim=True)
+        pivot = v.gather(-2, top)
+        v = v * (pivot.conj() / pivot.abs()) * math.sqrt(2.0)
+        q = torch.stack((v.real, v.imag), dim=-1).flatten(-2)  # columns a_0, b_0, a_1, b_1, ...
+        return q.transpose(-1, -2).to(real), mu[..., half:].to(real)
 
 
-def generator_table(generators: torch.Tensor, coords: torch.Tensor, *, commuting: bool = False
-                    ) -> Union[RopeTable, BlockRopeTable]:
+def generator_table(generators: torch.Tensor, coords: torch.Tensor) -> Union[RopeTable, BlockRopeTable]:
     """Rotations ``expm(x A_x + y A_y)`` of every (head, token, block), in float32 with autocast off.
 
     Args:
         generators (Tensor): ``(2, heads, num_blocks, b, b)`` skew-symmetric blocks of ``A_x`` then ``A_y``.
         coords (Tensor): ``(N, 2)`` token positions ``(x, y)``.
-        commuting (bool): the caller guarantees ``A_x A_y = A_y A_x`` (ComRoPE); the rotation is then computed as
-            ``expm(x A_x) expm(y A_y)``, one exponential per distinct x and per distinct y instead of one per
-            token. Default: False.
 
     Returns:
         RopeTable for ``b = 2`` (angles ``x A_x[1, 0] + y A_y[1, 0]``, the sin / cos path, gradients through
@@ -91,10 +126,6 @@ def generator_table(generators: torch.Tensor, coords: torch.Tensor, *, commuting
         gen, coords = generators.to(dtype), coords.to(dtype)
         if gen.shape[-1] == 2:
             return rope_table(gen[..., 1, 0], coords)
-        if commuting:
-            xs, ix = torch.unique(coords[:, 0], return_inverse=True)
-            ys, iy = torch.unique(coords[:, 1], return_inverse=True)
-            return BlockRopeTable(torch.matmul(_axis_exp(gen[0], xs)[:, ix], _axis_exp(gen[1], ys)[:, iy]))
         x, y = coords[:, 0].view(1, -1, 1, 1, 1), coords[:, 1].view(1, -1, 1, 1, 1)
         return BlockRopeTable(torch.linalg.matrix_exp(torch.addcmul(x * gen[0][:, None], y, gen[1][:, None])))
 
@@ -108,10 +139,8 @@ def _check_blocks(head_dim: int, block_size: int, multiple: int, name: str) -> i
     return head_dim // block_size
 
 
-class _GeneratorRoPE(nn.Module):
+class _GeneratorRoPE(Float32State):
     """Shared forward of the generator modes: ``skew_generators()`` in normalised units, coordinates scaled."""
-
-    commuting = False
 
     def __init__(self, *, head_dim: int, num_heads: int, block_size: int, coord_scale: float) -> None:
         super().__init__()
@@ -125,7 +154,7 @@ class _GeneratorRoPE(nn.Module):
 
     def forward(self, coords: torch.Tensor) -> Union[RopeTable, BlockRopeTable]:
         """Table for ``coords`` ``(N, 2)`` (token units), built from the current parameters (nothing cached)."""
-        return generator_table(self.skew_generators() * self.coord_scale, coords, commuting=self.commuting)
+        return generator_table(self.skew_generators() * self.coord_scale, coords)
 
     def extra_repr(self) -> str:
         return (f"head_dim={self.head_dim}, num_heads={self.num_heads}, block_size={self.block_size}, "
@@ -158,7 +187,31 @@ class LieRE(_GeneratorRoPE):
         return skew_from_upper(self.generators, self.block_size)
 
 
-class ComRoPEAP(_GeneratorRoPE):
+class _ComRoPE(_GeneratorRoPE):
+    """ComRoPE's forward: the common eigenbasis of each block's commuting generators, then RoPE's sin / cos rotation
+    with the frequencies that basis gives (module docstring). ``b = 2`` blocks are rotations already."""
+
+    def base_skew(self) -> torch.Tensor:
+        """``(heads, num_blocks, b, b)``: the skew-symmetric ``S_j = P_j - P_j^T`` both axes' generators scale."""
+        return self.generators - self.generators.transpose(-1, -2)
+
+    def axis_rates(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Frequencies of x and of y, ``(heads, num_blocks, b / 2)`` each, from the eigen-frequencies ``w`` of
+        :meth:`base_skew` (per normalised unit)."""
+        raise NotImplementedError
+
+    def forward(self, coords: torch.Tensor) -> Union[RopeTable, BlockRopeTable]:
+        """Table for ``coords`` ``(N, 2)`` (token units): ``Q^T`` blocks and the pair angles. Odd block sizes (one
+        unrotated axis per block) take the matrix-exponential path of LieRE."""
+        if self.block_size == 2 or self.block_size % 2:
+            return super().forward(coords)
+        basis, w = commuting_basis(self.base_skew())
+        fx, fy = self.axis_rates(w)
+        freqs = torch.stack((fx, fy)).flatten(-2) * self.coord_scale  # (2, heads, head_dim / 2)
+        return rope_table(freqs, coords)._replace(basis=basis)
+
+
+class ComRoPEAP(_ComRoPE):
     """ComRoPE-AP: block ``j`` rotates with axis ``j mod 2`` only, by ``expm(t (P_j - P_j^T))`` (Yu et al. 2025).
 
     Args:
@@ -173,8 +226,6 @@ class ComRoPEAP(_GeneratorRoPE):
         generators: ``(heads, num_blocks, b, b)`` the matrices ``P_j``.
     """
 
-    commuting = True
-
     def __init__(self, *, head_dim: int, num_heads: int, block_size: int = 8, coord_scale: float = 1.0,
                  init_std: float = 1.0, generator: Optional[torch.Generator] = None) -> None:
         super().__init__(head_dim=head_dim, num_heads=num_heads, block_size=block_size, coord_scale=coord_scale)
@@ -182,14 +233,20 @@ class ComRoPEAP(_GeneratorRoPE):
         self.generators = nn.Parameter(torch.randn(num_heads, nb, block_size, block_size, generator=generator)
                                        * init_std)
 
+    def _axis_masks(self, like: torch.Tensor) -> torch.Tensor:
+        axis = torch.arange(self.generators.shape[1], device=like.device) % 2  # block j follows x (even) or y (odd)
+        return torch.stack((axis == 0, axis == 1)).to(like.dtype)  # (2, num_blocks)
+
     def skew_generators(self) -> torch.Tensor:
-        skew = self.generators - self.generators.transpose(-1, -2)
-        axis = torch.arange(skew.shape[1], device=skew.device) % 2  # block j follows x (j even) or y (j odd)
-        masks = torch.stack((axis == 0, axis == 1)).to(skew.dtype).view(2, 1, -1, 1, 1)
-        return skew.unsqueeze(0) * masks
+        skew = self.base_skew()
+        return skew.unsqueeze(0) * self._axis_masks(skew).view(2, 1, -1, 1, 1)
+
+    def axis_rates(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        masks = self._axis_masks(w)[..., None]  # (2, num_blocks, 1)
+        return w * masks[0], w * masks[1]
 
 
-class ComRoPELD(_GeneratorRoPE):
+class ComRoPELD(_ComRoPE):
     """ComRoPE-LD: ``A_x``, ``A_y`` blocks ``theta_{x,j} S_j`` and ``theta_{y,j} S_j``, ``S_j = P_j - P_j^T``.
 
     Args:
@@ -206,8 +263,6 @@ class ComRoPELD(_GeneratorRoPE):
         axis_scales: ``(2, num_blocks)`` the scales ``theta_{x,j}``, ``theta_{y,j}``, drawn from ``N(0, 1)``.
     """
 
-    commuting = True
-
     def __init__(self, *, head_dim: int, num_heads: int, block_size: int = 8, coord_scale: float = 1.0,
                  init_std: float = 1.0, generator: Optional[torch.Generator] = None) -> None:
         super().__init__(head_dim=head_dim, num_heads=num_heads, block_size=block_size, coord_scale=coord_scale)
@@ -217,5 +272,8 @@ class ComRoPELD(_GeneratorRoPE):
         self.axis_scales = nn.Parameter(torch.randn(2, nb, generator=generator))
 
     def skew_generators(self) -> torch.Tensor:
-        skew = self.generators - self.generators.transpose(-1, -2)
-        return skew.unsqueeze(0) * self.axis_scales.view(2, 1, -1, 1, 1)
+        return self.base_skew().unsqueeze(0) * self.axis_scales.view(2, 1, -1, 1, 1)
+
+    def axis_rates(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        scales = self.axis_scales[..., None]  # (2, num_blocks, 1): theta_{x,j}, theta_{y,j}
+        return w * scales[0], w * scales[1]

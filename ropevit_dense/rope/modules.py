@@ -21,6 +21,7 @@ from torch import nn
 from .frequencies import axial_frequencies, mixed_frequencies
 from .generators import ComRoPEAP, ComRoPELD, LieRE
 from .grid import POSITION_MODES
+from .precision import Float32State
 from .rotation import RopeTable, rope_table
 from .spherical import SphericalRoPE
 
@@ -37,7 +38,7 @@ DEFAULT_THETA = {("axial", "vit"): 100.0, ("mixed", "vit"): 10.0, ("axial", "swi
 ROPE_PARAMETER_NAMES = ("freqs", "generators", "axis_scales")
 
 
-class AxialRoPE(nn.Module):
+class AxialRoPE(Float32State):
     """Axial 2D RoPE: fixed frequencies, shared by every head and every block that uses it.
 
     Args:
@@ -58,18 +59,12 @@ class AxialRoPE(nn.Module):
         """Table for ``coords`` ``(N, 2)`` → sin / cos ``(1, N, head_dim // 2)``."""
         return rope_table(self.freqs, coords)
 
-    def _apply(self, fn, recurse=True):  # keep the frequencies in float32 through .half() / .to(bf16)
-        super()._apply(fn, recurse)
-        if self.freqs.dtype != torch.float32:
-            self.freqs = self.freqs.float()
-        return self
-
     def extra_repr(self) -> str:
         extra = (f", scale={self.scale:g}" if self.scale != 1.0 else "") + (", y_first=True" if self.y_first else "")
         return f"head_dim={self.head_dim}, theta={self.theta}{extra}"
 
 
-class MixedRoPE(nn.Module):
+class MixedRoPE(Float32State):
     """RoPE-Mixed: learnable per-head 2D frequencies (one module per attention layer).
 
     Args:

@@ -31,11 +31,18 @@ class RopeTable(NamedTuple):
 
     ``angles`` is set when the angles are learned (RoPE-Mixed): gradients then flow to them directly (see
     :class:`_Rotate`), and ``sin`` / ``cos`` are plain values.
+
+    ``basis`` (``(heads, num_blocks, b, b)``, orthogonal, optional) is a change of basis applied to consecutive
+    channel blocks of every token before the pair rotation: rotations ``Q R(theta) Q^T`` that share ``Q`` across
+    tokens (ComRoPE's commuting generators in their common eigenbasis) become ``Q^T`` then the sin / cos rotation.
+    The output is then expressed in that basis; as queries and keys share it, their dot products are those of the
+    full rotation ``Q R Q^T``.
     """
 
     sin: torch.Tensor
     cos: torch.Tensor
     angles: Optional[torch.Tensor] = None
+    basis: Optional[torch.Tensor] = None
 
     def with_prefix(self, num_prefix: int) -> RopeTable:
         """Prepend ``num_prefix`` identity rows (angle 0) for tokens that must not rotate (cls / registers)."""
@@ -44,7 +51,9 @@ class RopeTable(NamedTuple):
         shape = (*self.sin.shape[:-2], num_prefix, self.sin.shape[-1])
         zeros = self.sin.new_zeros(shape)
         angles = None if self.angles is None else torch.cat((zeros.to(self.angles.dtype), self.angles), dim=-2)
-        return RopeTable(torch.cat((zeros, self.sin), dim=-2), torch.cat((zeros + 1.0, self.cos), dim=-2), angles)
+        # with a basis, the prefix rows are Q R(0) Q^T = identity as well: only dot products are defined
+        return RopeTable(torch.cat((zeros, self.sin), dim=-2), torch.cat((zeros + 1.0, self.cos), dim=-2), angles,
+                         self.basis)
 
 
 class BlockRopeTable(NamedTuple):
@@ -106,6 +115,13 @@ def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tens
     return out.flatten(-2)
 
 
+def _rotate_autograd(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+    """The same rotation from differentiable ops only (no ``out=``), for backward passes that are themselves
+    differentiated (``create_graph=True``)."""
+    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    return torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), dim=-1).flatten(-2)
+
+
 def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     """Sum a broadcast gradient back to ``shape``."""
     lead = t.ndim - len(shape)
@@ -119,26 +135,46 @@ class _Rotate(torch.autograd.Function):
     The backward of a rotation is the rotation by the opposite angle, and the angle gradient is
     ``sum(g1 * out0 - g0 * out1)`` per pair (d out / d angle is ``out`` turned by 90 degrees): two products
     instead of autograd replaying the elementwise formula through sin and cos.
+
+    Differentiating the backward itself (``torch.autograd.grad(..., create_graph=True)``, e.g. gradient penalties or
+    meta-learning) takes a slower path of differentiable ops: sin / cos are recomputed from the saved angles and the
+    saved output stays connected to this node, so second derivatives are exact.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor]
                 ) -> torch.Tensor:
         out = _rotate(x, sin, cos)
+        learn = ctx.needs_input_grad[3]
         ctx.angle_shape = None if angles is None else angles.shape
-        ctx.save_for_backward(sin, cos, out if ctx.needs_input_grad[3] else None)
+        ctx.save_for_backward(sin, cos, out if learn else None, angles if learn else None)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        sin, cos, out = ctx.saved_tensors
-        grad_x = _rotate(grad, -sin, cos) if ctx.needs_input_grad[0] else None
-        grad_angles = None
+        sin, cos, out, angles = ctx.saved_tensors
+        double = torch.is_grad_enabled()  # the backward graph is being recorded (create_graph=True)
+        if double and angles is not None:
+            sin, cos = angles.sin(), angles.cos()
+        grad_x = grad_angles = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _rotate_autograd(grad, -sin, cos) if double else _rotate(grad, -sin, cos)
         if out is not None:
             g0, g1 = grad.unflatten(-1, (-1, 2)).unbind(-1)
             o0, o1 = out.unflatten(-1, (-1, 2)).unbind(-1)
-            grad_angles = _sum_to(torch.addcmul(g1 * o0, g0, o1, value=-1.0), ctx.angle_shape)
+            grad_angles = _sum_to(g1 * o0 - g0 * o1 if double else torch.addcmul(g1 * o0, g0, o1, value=-1.0),
+                                  ctx.angle_shape)
         return grad_x, None, None, grad_angles
+
+
+def _change_basis(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
+    """``Q^T`` of every channel block: ``x`` ``(..., heads, N, nb * b)``, ``basis`` ``(heads, nb, b, b)``."""
+    nb, b = basis.shape[-3], basis.shape[-1]
+    if nb * b != x.shape[-1]:
+        raise ValueError(f"apply_rope: a basis of {nb} blocks of {b} channels does not fit head_dim={x.shape[-1]}")
+    with torch.autocast(device_type=x.device.type, enabled=False):  # a product autocast would run in bf16
+        out = torch.einsum("hkij,...hnkj->...hnki", basis.to(x.dtype), x.unflatten(-1, (nb, b)))
+    return out.flatten(-2)
 
 
 def _rotate_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
@@ -160,8 +196,8 @@ def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torc
 
     Args:
         x (Tensor): ``(..., heads, N, head_dim)``, e.g. stacked queries and keys ``(2, B, heads, N, head_dim)``.
-        table (RopeTable | BlockRopeTable): sin / cos broadcastable to ``(heads, N, head_dim // 2)``, or rotation
-            blocks ``(heads or 1, N, num_blocks, b, b)``.
+        table (RopeTable | BlockRopeTable): sin / cos broadcastable to ``(heads, N, head_dim // 2)`` (with an
+            optional shared basis, see :class:`RopeTable`), or rotation blocks ``(heads or 1, N, num_blocks, b, b)``.
 
     Returns:
         Tensor: same shape and dtype as ``x``; the rotation itself runs in float32 (or float64 for float64).
@@ -172,11 +208,13 @@ def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torc
             raise ValueError("apply_rope: 2x2 rotations go through RopeTable (the sin / cos path), "
                              "build them with rope_table / generator_table")
         return _rotate_blocks(x.to(torch.promote_types(dtype, torch.float32)), table.blocks).to(dtype)
-    sin, cos, angles = table
+    sin, cos, angles, basis = table
     if sin.requires_grad or cos.requires_grad:
         raise ValueError("apply_rope: gradients reach the table through RopeTable.angles, not sin / cos "
                          "(build tables with rope_table)")
     xf = x.to(torch.promote_types(dtype, torch.float32))
+    if basis is not None:
+        xf = _change_basis(xf, basis)
     learn_angles = angles is not None and angles.requires_grad
     if torch.is_grad_enabled() and (x.requires_grad or learn_angles):
         return _Rotate.apply(xf, sin, cos, angles if learn_angles else None).to(dtype)

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .frequencies import split_direction_frequencies
+from .precision import Float32State
 from .rotation import BlockRopeTable
 
 
@@ -77,7 +78,7 @@ def spherical_blocks(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
         return torch.stack(rows, dim=-1).unflatten(-1, (3, 3))
 
 
-class SphericalRoPE(nn.Module):
+class SphericalRoPE(Float32State):
     """Spherical RoPE: learnable per-head frequencies of non-commuting 3-D rotations (one module per attention layer).
 
     Args:

@@ -91,17 +91,46 @@ def test_other_architectures_are_named():
         load_pretrained(RoPEViT(**TINY), {"model": {"a": 1}})
 
 
-def test_naver_axial_swin_frequencies_are_recomputed_not_loaded():
-    kw = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), rope_type="axial")
-    src = RoPESwin(**kw)
+def naver_axial_swin_buffer(head_dim: int, heads: int, theta: float = 50.0) -> torch.Tensor:
+    """naver RoPE-Swin's axial ``rope_freqs`` buffer: its mixed initialisation with angle 0, written as the formula
+    (x: magnitudes, then magnitudes * cos(pi/2); y: magnitudes * sin(0), then magnitudes), float32."""
+    mag = 1.0 / theta ** (torch.arange(0, head_dim, 4)[: head_dim // 4].float() / head_dim)
+    zero, right = torch.zeros(1), torch.full((1,), torch.pi / 2)
+    fx = torch.cat((mag * torch.cos(zero), mag * torch.cos(right)))
+    fy = torch.cat((mag * torch.sin(zero), mag * torch.sin(right)))
+    return torch.stack((fx.expand(heads, -1), fy.expand(heads, -1)))
+
+
+def _naver_swin_sd(src: RoPESwin) -> dict:
     sd = {k: v for k, v in src.state_dict().items() if not k.startswith("norm")}
     sd["norm.weight"], sd["norm.bias"] = src.norm1.weight.detach(), src.norm1.bias.detach()
-    sd["layers.0.blocks.0.attn.rope_freqs"] = torch.zeros(2, 2, 8)  # naver keeps a (never read) buffer
     sd["layers.0.blocks.1.attn_mask"] = torch.zeros(16, 49, 49)
+    return sd
+
+
+def test_naver_axial_swin_frequencies_are_recomputed_not_loaded():
+    kw = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), rope_type="axial")
+    sd = _naver_swin_sd(RoPESwin(**kw))
+    sd["layers.0.blocks.0.attn.rope_freqs"] = naver_axial_swin_buffer(16, 2)  # naver's fixed buffer
     report = load_pretrained(RoPESwin(**kw), {"model": sd})
     assert report.ok
     assert "layers.0.blocks.0.attn.rope.freqs" in report.dropped and "layers.0.blocks.1.attn_mask" in report.dropped
     assert report.initialized == ["norm0.weight", "norm0.bias"]
+
+
+def test_learned_swin_frequencies_are_not_dropped_by_an_axial_model():
+    """A RoPE-Mixed Swin checkpoint must not load silently into an axial model: its learned frequencies would be
+    thrown away and the outputs change. Only the fixed axial buffer that the axial model recomputes is dropped."""
+    mixed = RoPESwin(embed_dim=32, depths=(2, 2), num_heads=(2, 4), rope_type="mixed")
+    axial_kw = dict(embed_dim=32, depths=(2, 2), num_heads=(2, 4), rope_type="axial")
+    sd = _naver_swin_sd(mixed)
+    with pytest.raises(CheckpointError, match=r"unexpected in checkpoint \(4\): layers.0.blocks.0.attn.rope.freqs"):
+        load_pretrained(RoPESwin(**axial_kw), {"model": sd})
+    # an axial buffer of another theta is not this model's either
+    sd = _naver_swin_sd(RoPESwin(**axial_kw))
+    sd["layers.0.blocks.0.attn.rope_freqs"] = naver_axial_swin_buffer(16, 2, theta=10.0)
+    with pytest.raises(CheckpointError, match="unexpected in checkpoint"):
+        load_pretrained(RoPESwin(**axial_kw), {"model": sd})
 
 
 def test_name_table():
@@ -140,3 +169,19 @@ def test_create_backbone_builds_and_loads_by_name(tmp_path, monkeypatch):
     assert report.ok and report.initialized == ["norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias"]
     with pytest.raises(ValueError, match="would change the architecture"):
         create_backbone("swin_rope_mixed_tiny_patch4_window7_224", pretrained=False, embed_dim=128)
+
+
+def test_ape_with_a_cls_entry_from_another_grid_is_resized():
+    """A ``(1, 1 + 24*24, C)`` table (timm / MAE / DeiT at 384) loses its cls entry, then its 24x24 grid is resized."""
+    dst = RoPEViT(**TINY, rope_type=None, use_ape=True)  # 14x14 table
+    grid = torch.randn(1, 24 * 24, 64)
+    sd = {k: v for k, v in dst.state_dict().items() if k != "pos_embed"}
+    sd["pos_embed"] = torch.cat((torch.full((1, 1, 64), 100.0), grid), dim=1)  # the cls entry must not leak in
+    report = load_pretrained(dst, sd)
+    assert report.ok and report.resized == ["pos_embed (1, 576, 64) -> (1, 196, 64)"]
+    expected = torch.nn.functional.interpolate(grid.reshape(1, 24, 24, 64).permute(0, 3, 1, 2), size=(14, 14),
+                                               mode="bicubic", align_corners=False)
+    expected = expected.permute(0, 2, 3, 1).reshape(1, 196, 64)
+    torch.testing.assert_close(dst.pos_embed.detach(), expected)
+    with pytest.raises(CheckpointError, match="neither a square grid nor a square grid plus one cls entry"):
+        load_pretrained(dst, {**sd, "pos_embed": torch.zeros(1, 3 + 24 * 24, 64)})

@@ -137,3 +137,45 @@ def test_training_and_inference_paths_agree_and_gradients_are_right():
         inference = apply_rope(x, rope_table(f, coords))
     torch.testing.assert_close(apply_rope(x, table), inference)
     torch.autograd.gradcheck(lambda x_, f_: apply_rope(x_, rope_table(f_, coords)), (x, f))
+
+
+def test_double_backward_through_the_rotation():
+    """Second derivatives (gradient penalties, meta-learning: ``grad(..., create_graph=True)`` then ``backward``) run
+    and are exact, for learned angles and for fixed tables."""
+    coords = grid_coords(3, 4)
+    x = torch.randn(2, HEADS, 12, HEAD_DIM, dtype=torch.float64, requires_grad=True)
+    f = _freqs("mixed").double().requires_grad_(True)
+    fixed = rope_table(_freqs("axial").double(), coords)
+    torch.autograd.gradgradcheck(lambda x_, f_: apply_rope(x_, rope_table(f_, coords)), (x, f))
+    torch.autograd.gradgradcheck(lambda x_: apply_rope(x_, fixed), (x,))
+    # the pattern of a gradient penalty: a loss on the input gradient, then backward
+    out = apply_rope(x, rope_table(f, coords))
+    (gx,) = torch.autograd.grad((out ** 3).sum(), x, create_graph=True)
+    gx.square().sum().backward()
+    assert torch.isfinite(f.grad).all() and f.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("rope_type", ["mixed", "spherical", "liere", "comrope-ap", "comrope-ld"])
+@pytest.mark.parametrize("cast", ["half", "bfloat16"])
+def test_learned_rope_parameters_stay_fp32_through_model_casts(rope_type, cast):
+    """``.half()`` / ``.bfloat16()`` of a whole backbone leaves every RoPE parameter in float32 with its exact
+    value, so the angles of a large grid are those of the fp32 model (a bf16 frequency is off by ~0.2 rad there)."""
+    from ropevit_dense import RoPESwin, RoPEViT
+    from ropevit_dense.rope import is_rope_parameter
+
+    torch.manual_seed(0)
+    for model in (RoPEViT(embed_dim=64, depth=2, num_heads=2, rope_type=rope_type),
+                  RoPESwin(embed_dim=32, depths=(2,), num_heads=(1,), rope_type=rope_type)):
+        ref = {k: v.clone() for k, v in model.state_dict().items() if is_rope_parameter(k)}
+        assert ref
+        getattr(model, cast)()
+        for k, v in model.state_dict().items():
+            if is_rope_parameter(k):
+                assert v.dtype == torch.float32 and torch.equal(v, ref[k]), k
+            elif v.is_floating_point():
+                assert v.dtype == getattr(torch, "float16" if cast == "half" else "bfloat16"), k
+    vit = RoPEViT(embed_dim=64, depth=1, num_heads=2, rope_type="mixed")
+    coords = grid_coords(50, 84)
+    angles = vit.blocks[0].attn.rope(coords).sin
+    vit.bfloat16()
+    torch.testing.assert_close(vit.blocks[0].attn.rope(coords).sin, angles, rtol=0, atol=0)

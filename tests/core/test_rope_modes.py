@@ -69,6 +69,24 @@ def _dense(blocks: torch.Tensor, head_dim: int) -> torch.Tensor:
     return dense
 
 
+def _effective_blocks(table) -> torch.Tensor:
+    """The per-token rotation blocks ``(heads, N, nb, b, b)`` a table applies: its blocks, or for a table with a
+    shared basis (ComRoPE) ``Q R(angles) Q^T`` assembled here from the basis and the sin / cos of each pair."""
+    if isinstance(table, BlockRopeTable):
+        return table.blocks
+    basis = table.basis  # (heads, nb, b, b) = Q^T
+    if basis is None:  # plain pairs
+        basis = torch.eye(2, dtype=table.sin.dtype).expand(table.sin.shape[0], table.sin.shape[-1], 2, 2)
+    nb, b = basis.shape[1], basis.shape[-1]
+    sin = table.sin.unflatten(-1, (nb, b // 2))
+    cos = table.cos.unflatten(-1, (nb, b // 2))
+    r = sin.new_zeros(*sin.shape[:-1], b, b)
+    for k in range(b // 2):
+        r[..., 2 * k, 2 * k], r[..., 2 * k, 2 * k + 1] = cos[..., k], -sin[..., k]
+        r[..., 2 * k + 1, 2 * k], r[..., 2 * k + 1, 2 * k + 1] = sin[..., k], cos[..., k]
+    return basis.transpose(-1, -2)[:, None] @ r @ basis[:, None]
+
+
 def _arg(module: nn.Module, coords: torch.Tensor) -> torch.Tensor:
     """``x A_x + y A_y`` in float64 per (head, token, block), in the module's token units."""
     g = (module.skew_generators() * module.coord_scale).detach().double()
@@ -97,8 +115,11 @@ def test_block_rotation_is_the_dense_block_diagonal_product():
 def test_rotations_are_orthogonal_and_keep_norms_in_fp32(mode):
     coords = grid_coords(5, 9)
     table = _module(mode)(coords)
-    assert isinstance(table, BlockRopeTable) and table.blocks.dtype == torch.float32
-    r = table.blocks.detach()
+    if mode.startswith("comrope"):  # a shared basis and the sin / cos path
+        assert isinstance(table, RopeTable) and table.basis.dtype == table.sin.dtype == torch.float32
+    else:
+        assert isinstance(table, BlockRopeTable) and table.blocks.dtype == torch.float32
+    r = _effective_blocks(table).detach()
     eye = torch.eye(r.shape[-1]).expand_as(r)
     torch.testing.assert_close(r.transpose(-1, -2) @ r, eye, rtol=0, atol=1e-5)  # ~ float32 eps * ||arg||
     x = torch.randn(2, HEADS, coords.shape[0], HEAD_DIM)
@@ -117,7 +138,8 @@ def test_bf16_autocast_keeps_tables_in_fp32_and_outputs_finite(mode):
             x = torch.randn(1, HEADS, coords.shape[0], HEAD_DIM).to(torch.bfloat16)
             out = apply_rope(x, table)
         ref = apply_rope(x.float(), module(coords))
-    assert table.blocks.dtype == torch.float32
+    assert all(t.dtype == torch.float32 for t in (table if isinstance(table, RopeTable) else table.blocks[None])
+               if t is not None)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
     assert (out.float() - ref).abs().max() < 0.05
 
@@ -130,7 +152,7 @@ def test_matrix_exp_stays_accurate_at_large_positions(mode):
     module = _module(mode, block_size=8, head_dim=32)
     coords = torch.tensor([[0.0, 0.0], [13.0, 13.0], [120.0, 75.0], [400.0, 250.0], [1000.0, 700.0]])
     with torch.no_grad():
-        blocks = module(coords).blocks.double()
+        blocks = _effective_blocks(module(coords)).double()
     arg = _arg(module, coords)
     norm = torch.linalg.matrix_norm(arg, ord=2)
     assert norm.max() > 500  # the test does reach large norms
@@ -141,14 +163,40 @@ def test_matrix_exp_stays_accurate_at_large_positions(mode):
     assert (orth <= 2 * bound).all()  # R^T R - I carries the error of R twice
 
 
+@pytest.mark.parametrize("block_size", [4, 8])
 @pytest.mark.parametrize("mode", ["comrope-ap", "comrope-ld"])
-def test_commuting_factorisation_equals_the_joint_exponential(mode):
-    module = _module(mode).double()
+def test_comrope_basis_form_equals_the_joint_exponential(mode, block_size):
+    """``Q R(x a + y c) Q^T`` from the common eigenbasis is ``expm(x A_x + y A_y)`` (float64: 1e-11), attention
+    scores through the basis path equal those of the matrix exponentials (float64: 1e-5, float32: 1e-4
+    relative to the score scale), and the gradients reaching the learned matrices are the same."""
+    module = _module(mode, block_size=block_size, head_dim=16).double()
     coords = grid_coords(6, 7).double() * 3.0
     gen = module.skew_generators().detach() * module.coord_scale
-    fast = generator_table(gen, coords, commuting=True).blocks
-    joint = generator_table(gen, coords, commuting=False).blocks
-    torch.testing.assert_close(fast, joint, rtol=1e-11, atol=1e-11)
+    joint = generator_table(gen, coords)
+    with torch.no_grad():
+        torch.testing.assert_close(_effective_blocks(module(coords)), joint.blocks, rtol=1e-11, atol=1e-11)
+    g = torch.Generator().manual_seed(4)
+    q = torch.randn(2, HEADS, 42, 16, dtype=torch.float64, generator=g)
+    k = torch.randn(2, HEADS, 42, 16, dtype=torch.float64, generator=g)
+    for dtype, tol in ((torch.float64, 1e-5), (torch.float32, 1e-4)):
+        m = module.to(dtype)
+        c = coords.to(dtype)
+        with torch.no_grad():
+            fast = apply_rope(q.to(dtype), m(c)) @ apply_rope(k.to(dtype), m(c)).transpose(-1, -2)
+            ref_table = generator_table(m.skew_generators() * m.coord_scale, c)
+            ref = apply_rope(q.to(dtype), ref_table) @ apply_rope(k.to(dtype), ref_table).transpose(-1, -2)
+        assert (fast - ref).abs().max() <= tol * ref.abs().max(), dtype
+    module.double()
+    params = list(module.parameters())
+
+    def loss(table):
+        s = apply_rope(q, table) @ apply_rope(k, table).transpose(-1, -2)
+        return (s.softmax(-1) * torch.linspace(0, 1, 42, dtype=torch.float64)).sum()
+
+    fast = torch.autograd.grad(loss(module(coords)), params)
+    ref = torch.autograd.grad(loss(generator_table(module.skew_generators() * module.coord_scale, coords)), params)
+    for a, b in zip(fast, ref):
+        torch.testing.assert_close(a, b, rtol=1e-9, atol=1e-11)
 
 
 # -- commutativity and relative positions ----------------------------------------------------------------------------
@@ -283,7 +331,7 @@ def test_comrope_ap_with_pairwise_blocks_is_axial_style_rope(block_size):
     coords = grid_coords(5, 6).double()
     x = torch.randn(2, HEADS, 30, HEAD_DIM, dtype=torch.float64)
     with torch.no_grad():
-        got = apply_rope(x, module(coords))
+        got = (_dense(_effective_blocks(module(coords)), HEAD_DIM) @ x.unsqueeze(-1)).squeeze(-1)
     torch.testing.assert_close(got, apply_rope(x, rope_table(freqs, coords)), rtol=1e-10, atol=1e-10)
 
 
@@ -332,9 +380,12 @@ def test_spherical_blocks_are_the_composition_of_two_exponentials():
 
 
 # -- gradients, prefix rows, no stale state --------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", [*MODES, "comrope-ap-basis", "comrope-ld-basis"])
 def test_gradients_reach_the_position_parameters(mode):
-    module = _module(mode, head_dim=6, block_size=3).double()  # 3x3 blocks: the matrix_exp path
+    if mode.endswith("-basis"):  # 4x4 blocks: ComRoPE's eigenbasis path
+        module = _module(mode[: -len("-basis")], head_dim=8, block_size=4).double()
+    else:
+        module = _module(mode, head_dim=6, block_size=3).double()  # 3x3 blocks: the matrix_exp path
     coords = torch.tensor([[1.0, 2.0], [3.0, -1.0], [0.0, 4.0]], dtype=torch.float64)  # both axes move
     names = [n for n, _ in module.named_parameters()]
     params = tuple(p.detach().clone().requires_grad_(True) for p in module.parameters())
@@ -366,13 +417,16 @@ def test_prefix_tokens_stay_and_tables_follow_parameter_changes(mode):
     x = torch.randn(HEADS, 10, HEAD_DIM)
     with torch.no_grad():
         table = module(coords).with_prefix(1)
-        out = apply_rope(x, table)
-        torch.testing.assert_close(out[:, 0], x[:, 0], rtol=0, atol=0)
-        assert (out[:, 2:] - x[:, 2:]).abs().max() > 1e-3
-        before = module(coords).blocks.clone()
+        rot = _effective_blocks(table)
+        torch.testing.assert_close(rot[:, 0], torch.eye(rot.shape[-1]).expand_as(rot[:, 0]), rtol=0, atol=1e-6)
+        if isinstance(table, BlockRopeTable):
+            out = apply_rope(x, table)
+            torch.testing.assert_close(out[:, 0], x[:, 0], rtol=0, atol=0)
+            assert (out[:, 2:] - x[:, 2:]).abs().max() > 1e-3
+        before = _effective_blocks(module(coords)).clone()
         for p in module.parameters():
             p.mul_(1.5)
-        after = module(coords).blocks
+        after = _effective_blocks(module(coords))
     assert (after - before).abs().max() > 1e-3  # nothing cached: the table follows the parameters
 
 

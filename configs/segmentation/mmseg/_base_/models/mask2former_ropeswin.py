@@ -2,6 +2,9 @@
 # stage) into the multi-scale deformable-attention pixel decoder (6 layers on strides 8-32, FFN 1024, GN), a
 # 9-layer masked-attention decoder with 100 queries, class / mask / dice losses 2 / 5 / 5 on 12544 sampled points.
 # The head classes live in mmdet: configs using this model import mmdet.models too (custom_imports).
+# Windows as Mask2Former's Swin: padded tokens attend as keys and shifted windows always roll
+# (window_padding='zero'; 'mask' hides them). The pixel decoder runs in float32 under mixed precision, as
+# Mask2Former's forward_features does with autocast(enabled=False) (FP32MSDeformAttnPixelDecoder).
 num_classes = 150
 model = dict(
     type='EncoderDecoder',
@@ -22,6 +25,7 @@ model = dict(
         window_size=7,
         rope_type='mixed',
         use_rpb=False,
+        window_padding='zero',
         out_indices=(0, 1, 2, 3),
         drop_path_rate=0.3),
     decode_head=dict(
@@ -35,7 +39,7 @@ model = dict(
         num_transformer_feat_level=3,
         align_corners=False,
         pixel_decoder=dict(
-            type='mmdet.MSDeformAttnPixelDecoder',
+            type='FP32MSDeformAttnPixelDecoder',
             num_outs=3,
             norm_cfg=dict(type='GN', num_groups=32),
             act_cfg=dict(type='ReLU'),
