@@ -267,7 +267,8 @@ def describe_backbone(model: nn.Module) -> str:
         windows = sorted({b.window_size for b in model.blocks} - {0})
         global_blocks = [i for i, b in enumerate(model.blocks) if not b.window_size]
         layout = f", window {windows[0]} + global {global_blocks}" if windows else ", all global"
-        return (f"RoPEViT(embed_dim={model.embed_dim}, depth={model.depth}, num_heads={model.num_heads}, "
+        family = "" if model.family.name == "rope-vit" else f"family={model.family.name}, "
+        return (f"RoPEViT({family}embed_dim={model.embed_dim}, depth={model.depth}, num_heads={model.num_heads}, "
                 f"patch={model.patch_size}, rope={model.rope_type}, ape={model.pos_embed is not None}{layout})")
     if isinstance(model, RoPESwin):
         depths = tuple(len(s.blocks) for s in model.layers)

@@ -1,17 +1,18 @@
 #!/usr/bin/env python
 """Convert a RoPE-ViT / RoPE-Swin checkpoint to a backbone-only checkpoint in this package's key layout.
 
-Inputs: a naver RoPE-ViT / RoPE-Swin file (``{'model': ...}``), a timm state dict, one of ours, or an OpenMMLab
-(mmengine) / detectron2 training checkpoint of a whole detector or segmentor (``backbone.`` keys are kept, the
-rest is dropped). Files are read with the package's safe loader (``weights_only``; mmengine's own checkpoint
-metadata is allowlisted), locally, from an http(s) URL or from ``hf://owner/repo[/file]``.
+Inputs: a naver RoPE-ViT / RoPE-Swin file (``{'model': ...}``), a timm state dict, one of ours, a DINOv3 or EVA-02
+checkpoint in its official layout (facebookresearch/dinov3 ``torch.hub`` files, baaivision/EVA EVA-02 ``.pt``) or
+timm's, or an OpenMMLab (mmengine) / detectron2 training checkpoint of a whole detector or segmentor (``backbone.``
+keys are kept, the rest is dropped). Files are read with the package's safe loader (``weights_only``; mmengine's own
+checkpoint metadata is allowlisted), locally, from an http(s) URL or from ``hf://owner/repo[/file]``.
 
 The architecture comes from ``--arch`` (a preset such as ``vit-b`` / ``swin-t`` or a published name such as
-``rope_mixed_deit_base_patch16_LS``) or, without it, from the tensors (width, depth, patch, MLP ratio, cls token,
-LayerScale, APE grid, RoPE frequencies, relative position bias, window). The backbone is built, the checkpoint is
-loaded into it by the strict core loader (its key report is printed), and the loaded weights are written, so the
-output is known to load. Keys the checkpoint did not provide (e.g. Swin's per-stage output norms of a
-classification checkpoint) are left out, so loading the output reports them again.
+``rope_mixed_deit_base_patch16_LS`` or ``dinov3_vitb16``) or, without it, from the tensors (ViT family, width, depth,
+patch, MLP ratio, cls token, LayerScale, APE grid, RoPE frequencies, relative position bias, window). The backbone
+is built, the checkpoint is loaded into it by the strict core loader (its key report is printed), and the loaded
+weights are written, so the output is known to load. Keys the checkpoint did not provide (e.g. Swin's per-stage
+output norms of a classification checkpoint) are left out, so loading the output reports them again.
 
 Output formats: ``ours`` (default; ``torch.save`` of ``{'state_dict', 'meta'}``, or ``.safetensors`` with
 ``--safetensors``), readable by ``load_pretrained`` and by ``init_cfg=dict(type='Pretrained', checkpoint=...)`` of
@@ -24,6 +25,8 @@ Examples::
     python tools/convert_checkpoint.py pytorch_model.bin rope_mixed_vit_b.pth
     python tools/convert_checkpoint.py work_dirs/dino/iter_90000.pth backbone.safetensors --safetensors
     python tools/convert_checkpoint.py swin_rope_mixed_tiny.bin swin_t_d2.pkl --arch swin-t --format d2
+    python tools/convert_checkpoint.py dinov3_vitb16_pretrain_lvd1689m-73cec8be.pth dinov3_b.safetensors --safetensors
+    python tools/convert_checkpoint.py eva02_B_pt_in21k_p14.pt eva02_b.pth
 """
 
 from __future__ import annotations
@@ -41,7 +44,7 @@ import torch
 from torch import nn
 
 from ropevit_dense import RoPESwin, RoPEViT
-from ropevit_dense.backbones import SWIN_PRESETS, VIT_PRESETS
+from ropevit_dense.backbones import FAMILIES, SWIN_PRESETS, VIT_PRESETS
 from ropevit_dense.checkpoints import (
     CheckpointError,
     LoadReport,
@@ -50,6 +53,7 @@ from ropevit_dense.checkpoints import (
     load_pretrained,
     unwrap,
 )
+from ropevit_dense.checkpoints.families import guess_family
 from ropevit_dense.checkpoints.zoo import PRETRAINED
 from ropevit_dense.rope import ROPE_TYPES
 from ropevit_dense.tools_utils import PRESETS, ToolError, atomic_output, check_output, describe_backbone, int_list
@@ -114,6 +118,54 @@ def infer_vit(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], list[str]
         heads = dim // VIT_HEAD_DIM
         notes.append(f"num_heads={heads} assumed from head_dim {VIT_HEAD_DIM} (pass --num-heads otherwise)")
     kw["num_heads"] = heads
+    return kw, notes
+
+
+def infer_family_vit(sd: Mapping[str, torch.Tensor], name: str) -> tuple[dict[str, Any], list[str]]:
+    """RoPEViT arguments of a DINOv3 / EVA-02 state dict (official, timm or our layout) of family ``name``: what
+    differs from the family record is read off the tensors."""
+    notes: list[str] = []
+    fam = FAMILIES[name]
+    if sd and all(k.startswith("net.") for k in sd):
+        sd = {k[len("net."):]: v for k, v in sd.items()}
+    w = sd["patch_embed.proj.weight"]
+    dim, patch = w.shape[0], w.shape[-1]
+    kw: dict[str, Any] = dict(family=name, embed_dim=dim, depth=_max_index(sd, r"blocks\.(\d+)\."), in_chans=w.shape[1])
+    if patch != fam.patch_size:
+        kw["patch_size"] = patch
+    periods = sd.get("rope_embed.periods")
+    cos = next((v for k, v in sd.items() if k.endswith("freqs_cos")), None)
+    head_dim = 4 * periods.numel() if periods is not None else (cos.shape[-1] if cos is not None else None)
+    if head_dim is None:
+        head_dim = VIT_HEAD_DIM
+        notes.append(f"num_heads={dim // head_dim} assumed from head_dim {head_dim} (pass --num-heads otherwise)")
+    kw["num_heads"] = dim // head_dim
+    if not any(k.endswith((".attn.qkv.bias", ".attn.q_bias", ".attn.q_proj.bias")) for k in sd):
+        kw["qkv_bias"] = False  # timm's DINOv3 without the (all-zero) q / v biases
+    if "cls_token" not in sd:
+        kw["use_cls_token"] = False
+    layer_scale = any(k.endswith(("blocks.0.gamma_1", "blocks.0.ls1.gamma")) for k in sd)
+    if layer_scale != (fam.init_values is not None):
+        kw["init_values"] = 1e-5 if layer_scale else None  # the value is loaded; only presence matters
+    pos = sd.get("pos_embed")
+    if (pos is not None) != fam.use_ape:
+        kw["use_ape"] = pos is not None
+    if pos is not None:
+        side = _square_side(pos.shape[1]) or _square_side(pos.shape[1] - 1)
+        if side is None:
+            raise ToolError(f"pos_embed of shape {tuple(pos.shape)} is not a square grid")
+        ref = fam.pretrain_img_size // fam.patch_size  # the RoPE reference grid keeps its token count
+        if patch != fam.patch_size:
+            kw["pretrain_img_size"] = ref * patch
+        if side != ref:
+            kw["ape_img_size"] = side * patch
+    hidden = next((v.shape[0] for k, v in sd.items() if k.endswith(("blocks.0.mlp.fc1.weight", "blocks.0.mlp.w1.weight",
+                                                                     "blocks.0.mlp.fc1_g.weight"))), None)
+    if hidden is not None and hidden != int(dim * fam.mlp_ratio):
+        kw["mlp_ratio"] = hidden / dim
+    if fam.out_norm and "norm.weight" not in sd:
+        kw["family"] = dict(base=name, out_norm=False)
+        notes.append("no final norm in the checkpoint: the outputs are the raw block outputs (out_norm=False)")
     return kw, notes
 
 
@@ -208,17 +260,27 @@ def resolve_architecture(sd: Mapping[str, torch.Tensor], args: argparse.Namespac
     if family is None:
         raise ToolError(f"the checkpoint does not look like a ViT or Swin backbone ({guess_architecture(sd)}); "
                         f"its first keys: {sorted(sd)[:5]}")
-    kwargs, notes = (infer_vit if family == "vit" else infer_swin)(sd)
+    arch_family, fixed = arch_kwargs(args.arch) if args.arch else (family, {})
+    if arch_family != family:
+        names = {"vit": "ViT", "swin": "Swin"}
+        raise ToolError(f"--arch {args.arch} is a {names[arch_family]} but the checkpoint holds a "
+                        f"{names[family]} backbone")
+    guessed = guess_family(sd) if family == "vit" else None
+    vit_family = getattr(args, "family", None) or fixed.get("family") or guessed or "rope-vit"
+    if family == "vit" and guessed and vit_family != guessed:
+        raise ToolError(f"the checkpoint holds a '{guessed}' ViT (its key names say so), not '{vit_family}'")
+    if family == "vit" and vit_family != "rope-vit":
+        kwargs, notes = infer_family_vit(sd, vit_family)
+    else:
+        kwargs, notes = (infer_vit if family == "vit" else infer_swin)(sd)
+        if family == "vit" and "cls_token" not in sd:
+            notes.append("no key names a DINOv3 / EVA-02 layout: read as a RoPE-ViT; pass --family for a windowed "
+                         "DINOv3 / EVA-02 checkpoint trained with this package")
     if args.arch:
-        arch_family, fixed = arch_kwargs(args.arch)
-        if arch_family != family:
-            names = {"vit": "ViT", "swin": "Swin"}
-            raise ToolError(f"--arch {args.arch} is a {names[arch_family]} but the checkpoint holds a "
-                            f"{names[family]} backbone")
         for key in ("embed_dim", "depth", "depths"):
             if key in fixed and key in kwargs and _as_tuple(fixed[key]) != _as_tuple(kwargs[key]):
                 raise ToolError(f"--arch {args.arch} has {key}={fixed[key]} but the checkpoint has {kwargs[key]}")
-        kwargs.update(fixed)
+        kwargs.update({k: v for k, v in fixed.items() if not (k == "family" and isinstance(kwargs.get(k), dict))})
         notes = [n for n in notes if not any(n.startswith(f"{k}=") for k in fixed)
                  and not (n.startswith("no RoPE") and "rope_type" in fixed)]
     if args.num_heads is not None:
@@ -291,6 +353,8 @@ def parse_args(argv: Optional[list[str]] = None) -> argparse.Namespace:
     p.add_argument("output", type=Path, help="file to write (.pth / .safetensors / .pkl for --format d2)")
     p.add_argument("--arch", help=f"architecture: a preset ({', '.join(PRESETS)}) or a published name; "
                                   "default: read off the checkpoint")
+    p.add_argument("--family", choices=list(FAMILIES),
+                   help="ViT family, when the key names do not tell (a windowed DINOv3 / EVA-02 trained here)")
     p.add_argument("--num-heads", type=int_list,
                    help="heads (ViT: one number; Swin: one per stage) when they cannot be read off the weights")
     p.add_argument("--rope-type", choices=[*ROPE_TYPES, "none"], help="position encoding, when it cannot be read "

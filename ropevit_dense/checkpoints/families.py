@@ -43,6 +43,21 @@ def detect_layout(sd: StateDict, family: ViTFamily) -> Optional[CheckpointLayout
     return None
 
 
+def guess_family(sd: StateDict) -> Optional[str]:
+    """The ViT family a state dict belongs to, from names only its layouts use; None when nothing tells (the
+    RoPE-ViT family, or a windowed checkpoint of ours without registers or separate projections)."""
+    keys = list(sd)
+
+    def has(*subs: str) -> bool:
+        return any(s in k for k in keys for s in subs)
+
+    if has("storage_tokens", "reg_token", "register_tokens", "rope_embed.periods", ".ls1.gamma", ".qkv.bias_mask"):
+        return "dinov3-plus" if has(".mlp.w1.", ".mlp.fc1_g.") else "dinov3"
+    if has(".attn.q_proj.", ".mlp.ffn_ln.", "freqs_cos") or (has(".mlp.fc1_g.") and has(".mlp.norm.")):
+        return "eva02"
+    return None
+
+
 def rotate_half_to_interleaved(rows: torch.Tensor, head_dim: int) -> torch.Tensor:
     """Reorder the output rows (weight rows or bias entries) of one projection, head by head.
 
