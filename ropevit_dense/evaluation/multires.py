@@ -54,10 +54,16 @@ def set_test_resolution(cfg: Any, short_side: int, *, whole: bool = False) -> An
     if short_side < 1:
         raise ValueError(f"resolution must be a positive short side in pixels, got {short_side}")
     cfg = copy.deepcopy(cfg)
-    resize = _resize_transform(cfg.test_dataloader.dataset.pipeline)
-    long0, short0 = max(resize["scale"]), min(resize["scale"])
+    pipeline = cfg.test_dataloader.dataset.pipeline
+    resize = _resize_transform(pipeline)
+    old_scale = tuple(resize["scale"])
+    long0, short0 = max(old_scale), min(old_scale)
     resize["scale"] = (max(short_side, round(short_side * long0 / short0)), short_side)
     resize["keep_ratio"] = True
+    for t in pipeline:  # a fixed-size Pad to the resize scale (large-scale-jitter configs) follows it
+        if t.get("type") in ("Pad", "mmdet.Pad", "mmseg.Pad") and t.get("size") is not None \
+                and tuple(t["size"]) == old_scale:
+            t["size"] = resize["scale"]
     if whole:
         if cfg.get("default_scope") != "mmseg":
             raise ValueError("whole=True applies to segmentation configs (default_scope 'mmseg') only")
