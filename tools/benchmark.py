@@ -22,6 +22,8 @@ Examples::
     python tools/benchmark.py                                   # ViT-B/16, modes none/axial/mixed, 224/512/1024
     python tools/benchmark.py --sizes 1024 --layouts vitdet     # ViTDet-B layout (window 14, global 2,5,8,11)
     python tools/benchmark.py --arch swin-t --sizes 224,512 --md bench.md --csv bench.csv --plot bench.png
+    python tools/benchmark.py --arch dinov3-b --modes none,axial    # DINOv3-B: its RoPE against the floor
+    python tools/benchmark.py --arch eva02-b --modes none,ape,axial  # EVA-02-B: APE, APE + RoPE, floor
     python tools/benchmark.py --sizes 160,320 --batch 2 \
         --config configs/detection/mmdet/tiny/dino-4scale_ropevit-tiny-mixed_1xb4-800i_tinycoco.py
 """
@@ -40,7 +42,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 MODES = {  # name -> constructor arguments
-    "none": dict(rope_type=None),
+    "none": dict(rope_type=None, use_ape=False),  # the floor: no position encoding (also for EVA-02, whose APE is on)
     "ape": dict(rope_type=None, use_ape=True),
     "axial": dict(rope_type="axial"),
     "mixed": dict(rope_type="mixed"),
@@ -56,6 +58,9 @@ ARCHS = {
     "vit-s": ("RoPEViT", dict(embed_dim=384, depth=12, num_heads=6)),
     "vit-b": ("RoPEViT", dict(embed_dim=768, depth=12, num_heads=12)),
     "vit-l": ("RoPEViT", dict(embed_dim=1024, depth=24, num_heads=16)),
+    # other RoPE ViT families (their 'axial' mode is their own pretrained RoPE; EVA-02 keeps its APE unless 'none')
+    "dinov3-b": ("RoPEViT", dict(family="dinov3", embed_dim=768, depth=12, num_heads=12)),
+    "eva02-b": ("RoPEViT", dict(family="eva02", embed_dim=768, depth=12, num_heads=12)),
     "swin-t": ("RoPESwin", dict(embed_dim=96, depths=(2, 2, 6, 2), num_heads=(3, 6, 12, 24))),
     "swin-b": ("RoPESwin", dict(embed_dim=128, depths=(2, 2, 18, 2), num_heads=(4, 8, 16, 32))),
 }
@@ -71,7 +76,9 @@ def _rss_kb(field: str) -> int:
 
 def _position_label(backbone: dict) -> str:
     """Position mode of a config's backbone, in the names of ``MODES`` (e.g. ``mixed-ape``)."""
-    rope = backbone.get("rope_type", "mixed")  # the backbones' default
+    family = backbone.get("family", "rope-vit")  # other families' default is their own RoPE, e.g. "dinov3"
+    rope = backbone.get("rope_type", "mixed" if family == "rope-vit" else family)
+    rope = family if rope == "family" else rope
     parts = ([rope] if rope else []) + [name for key, name in (("use_ape", "ape"), ("use_rpb", "rpb"))
                                         if backbone.get(key)]
     return "-".join(parts) or "none"
@@ -109,7 +116,10 @@ def load_config(path: str, floor: bool = False):
         for key in [k for k in backbone if k.startswith("rope_") and k != "rope_position"]:
             backbone.pop(key)
         backbone["rope_type"] = None
-        backbone.pop("use_ape" if backbone["type"] == "RoPEViT" else "use_rpb", None)
+        if backbone["type"] == "RoPEViT":
+            backbone["use_ape"] = False  # explicitly: a family may have an APE by default (EVA-02)
+        else:
+            backbone.pop("use_rpb", None)
     return cfg
 
 
