@@ -10,18 +10,25 @@ Examples::
     python tools/train_net_d2.py --config-file <config> --num-gpus 8 --resume
     # evaluate a trained model (COCO box and mask AP)
     python tools/train_net_d2.py --config-file <config> --eval-only train.init_checkpoint=output/<run>/model_final.pth
+    # two machines x 8 GPUs (run on each machine with its --machine-rank); on a machine without GPUs,
+    # --num-gpus N runs N CPU processes over gloo
+    python tools/train_net_d2.py --config-file <config> --num-gpus 8 --num-machines 2 --machine-rank 0 \\
+        --dist-url tcp://<address of machine 0>:29500
     # a COCO-format dataset of your own, registered under a name the config then uses
     python tools/train_net_d2.py --config-file <config> --coco-dataset shapes_train data/ann/train.json data/train \\
         --coco-dataset shapes_val data/ann/val.json data/val \\
         dataloader.train.dataset.names=shapes_train dataloader.test.dataset.names=shapes_val \\
-        model.roi_heads.num_classes=3 train.device=cpu
+        model.roi_heads.num_classes=3 train.device=cpu train.amp.enabled=False
 
 Trailing ``a.b=c`` arguments override config values (``LazyConfig.apply_overrides``). The backbone's pretrained
 weights are loaded by the model itself (``model.backbone.net.pretrained``); with ``--eval-only``, or ``--resume``
 from an existing checkpoint, that download is skipped because the checkpoint replaces them. Training refuses an
 output directory that already holds checkpoints unless ``--resume`` (continue) or ``--overwrite`` is given.
 ``train.eval_period=0`` turns evaluation during training off (detectron2 would still evaluate after the last
-iteration).
+iteration). ``train.seed=<n>`` makes a ``--resume`` continue the interrupted run exactly (same data, augmentation
+and losses). Checkpoints are read without running code (``.pkl`` too), written atomically, and an unreadable
+last checkpoint is skipped for the previous one; ``train.amp.enabled=True`` without a CUDA device stops with an
+error. The code lives in ``ropevit_dense.adapters.d2_train``.
 
 DINO configs (``dino_*``) need detrex and its own trainer (gradient clipping): run them with detrex's
 ``tools/train_net.py``.
