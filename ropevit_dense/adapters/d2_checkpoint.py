@@ -171,8 +171,8 @@ class SafeDetectionCheckpointer(DetectionCheckpointer):
         """The file ``last_checkpoint`` names, then every other ``.pth`` of the folder, newest first."""
         named = self.get_checkpoint_file()
         folder = Path(self.save_dir)
-        others = sorted((p for p in folder.glob("*.pth") if p.is_file() and str(p) != named),
-                        key=_resume_order, reverse=True)
+        others = sorted((p for p in folder.glob("*.pth") if p.is_file() and os.path.normpath(p) !=
+                         os.path.normpath(named)), key=_resume_order, reverse=True)
         return [named, *map(str, others)]
 
     def resume_or_load(self, path: str, *, resume: bool = True) -> dict[str, Any]:
