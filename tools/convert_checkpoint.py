@@ -3,9 +3,11 @@
 
 Inputs: a naver RoPE-ViT / RoPE-Swin file (``{'model': ...}``), a timm state dict, one of ours, a DINOv3 or EVA-02
 checkpoint in its official layout (facebookresearch/dinov3 ``torch.hub`` files, baaivision/EVA EVA-02 ``.pt``) or
-timm's, or an OpenMMLab (mmengine) / detectron2 training checkpoint of a whole detector or segmentor (``backbone.``
-keys are kept, the rest is dropped). Files are read with the package's safe loader (``weights_only``; mmengine's own
-checkpoint metadata is allowlisted), locally, from an http(s) URL or from ``hf://owner/repo[/file]``.
+timm's, or an OpenMMLab (mmengine) / detectron2 training checkpoint of a whole detector or segmentor (the backbone's
+keys -- ``backbone.``, in detectron2 ``backbone.net.`` or ``backbone.bottom_up.`` -- are kept, the rest is dropped),
+including detectron2 ``.pkl`` files. Files are read with the package's safe loaders (``weights_only``; mmengine's own
+checkpoint metadata is allowlisted; ``.pkl`` through a restricted unpickler that accepts numpy arrays only), locally,
+from an http(s) URL or from ``hf://owner/repo[/file]``.
 
 The architecture comes from ``--arch`` (a preset such as ``vit-b`` / ``swin-t`` or a published name such as
 ``rope_mixed_deit_base_patch16_LS`` or ``dinov3_vitb16``) or, without it, from the tensors (ViT family, width, depth,
@@ -49,11 +51,11 @@ from ropevit_dense.checkpoints import (
     CheckpointError,
     LoadReport,
     guess_architecture,
-    load_file,
     load_pretrained,
     unwrap,
 )
 from ropevit_dense.checkpoints.families import guess_family
+from ropevit_dense.checkpoints.pickle_safe import load_any
 from ropevit_dense.checkpoints.zoo import PRETRAINED
 from ropevit_dense.rope import ROPE_TYPES
 from ropevit_dense.tools_utils import PRESETS, ToolError, atomic_output, check_output, describe_backbone, int_list
@@ -305,7 +307,7 @@ def convert(source: str, args: argparse.Namespace
         (model, kwargs, report, state_dict, notes): ``kwargs`` built the model; ``state_dict`` holds exactly the
         loaded keys, in our layout.
     """
-    obj = load_file(source)
+    obj = load_any(source)  # torch / safetensors files, or a detectron2 .pkl through the restricted unpickler
     try:
         sd = unwrap(obj)
     except TypeError as exc:
@@ -399,10 +401,13 @@ def main(argv: Optional[list[str]] = None) -> int:
         family = "vit" if isinstance(model, RoPEViT) else "swin"
         prefix = args.prefix if args.prefix is not None else D2_PREFIXES[family]
         write(state, out, fmt=fmt, meta=meta, prefix=prefix)
-        if fmt != "d2":  # the written file must load into the same backbone, strictly
-            check = load_pretrained((RoPEViT if family == "vit" else RoPESwin)(**kwargs), out)
-            if sorted(check.loaded) != sorted(state):
-                raise ToolError(f"the written file did not reload completely: {check}")
+        # the written file must load into the same backbone, strictly (a .pkl through the restricted unpickler)
+        written: Any = out
+        if fmt == "d2":
+            written = {k[len(prefix):]: v for k, v in load_any(out)["model"].items() if k.startswith(prefix)}
+        check = load_pretrained((RoPEViT if family == "vit" else RoPESwin)(**kwargs), written)
+        if sorted(check.loaded) != sorted(state):
+            raise ToolError(f"the written file did not reload completely: {check}")
         where = f" (keys prefixed '{prefix}')" if fmt == "d2" else ""
         print(f"wrote {out}: {len(state)} tensors, {out.stat().st_size / 2**20:.1f} MB, format {fmt}{where}")
     except (ToolError, CheckpointError) as exc:

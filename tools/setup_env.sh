@@ -77,5 +77,13 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ] || ! "$PY" -c "import r
     echo "$WANT" > "$STAMP"
 fi
 
+# mmdet's panoptic dataset and PQ metric import panopticapi (COCO's panoptic API), which is not on PyPI under that
+# name; panopticapi-lite is the same code. --no-deps: it uses only numpy and Pillow, while its metadata asks for
+# numpy<2 and scikit-image, which would replace the environment's numpy.
+if ! "$PY" -c "import panopticapi.evaluation, panopticapi.utils" >/dev/null 2>&1; then
+    log "installing panopticapi-lite (COCO panoptic API for mmdet's panoptic dataset and PQ metric)"
+    "${PIP[@]}" install --no-deps "panopticapi-lite==0.2.0"
+fi
+
 log "environment report"
 "$PY" -m ropevit_dense.env

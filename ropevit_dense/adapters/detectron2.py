@@ -16,9 +16,11 @@ detectron2's ``BACKBONE_REGISTRY`` (once, when this module is first imported) fo
 Pretrained weights: the backbones take ``pretrained=`` — a name of :data:`ropevit_dense.PRETRAINED` (e.g.
 ``"rope_mixed_deit_base_patch16_LS"``), a local path, an http(s) URL or ``hf://owner/repo/file`` — and load it
 through :func:`ropevit_dense.load_pretrained` (naver, timm, OpenMMLab / detectron2-prefixed or our layout,
-strict by default, the key report is logged). ``train.init_checkpoint`` stays for checkpoints of the whole
-detector written by ``DetectionCheckpointer`` (resume, evaluation, fine-tuning); those hold the backbone under
-``backbone.net.`` / ``backbone.bottom_up.`` and reload as they are.
+strict by default, the key report is logged), ``.pkl`` files through the restricted unpickler. A whole-detector
+checkpoint of this package (``backbone.net.`` / ``backbone.bottom_up.`` keys) gives its backbone.
+``train.init_checkpoint`` stays for checkpoints of the whole detector (resume, evaluation, fine-tuning), read by
+:class:`~ropevit_dense.adapters.d2_checkpoint.SafeDetectionCheckpointer` (re-exported here): use it instead of
+detectron2's ``DetectionCheckpointer`` in scripts of your own, so that no checkpoint can run code.
 
 Importing this module needs detectron2 (not on PyPI; install it from its source, see
 https://detectron2.readthedocs.io/en/latest/tutorials/install.html). ``import ropevit_dense`` never imports it.
@@ -48,8 +50,10 @@ import torch
 from torch import nn
 
 from ..backbones import RoPESwin, RoPEViT
-from ..checkpoints import LoadReport, load_pretrained
+from ..checkpoints import CheckpointError, LoadReport, load_pretrained
+from ..checkpoints.pickle_safe import is_pickle_file, load_any
 from ..checkpoints.zoo import PRETRAINED
+from .d2_checkpoint import SafeDetectionCheckpointer
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +63,7 @@ __all__ = [
     "RoPESwinBackbone",
     "RoPEViTBackbone",
     "RoPEViTDetBackbone",
+    "SafeDetectionCheckpointer",
     "add_ropevit_config",
     "backbone_lr_factor",
     "build_ropeswin_backbone",
@@ -92,7 +97,19 @@ def _load_weights(model: nn.Module, pretrained: Pretrained, strict: bool) -> Opt
             detail = ", ".join(f"{k}: checkpoint {a!r} vs backbone {b!r}" for k, (a, b) in clash.items())
             raise ValueError(f"pretrained checkpoint '{pretrained}' does not fit this backbone ({detail})")
         source = spec.source
-    report = load_pretrained(model, source, strict=strict)
+    if not is_pickle_file(source):
+        report = load_pretrained(model, source, strict=strict)
+        logger.info("%s", report)
+        return report
+    # a detectron2 .pkl (model zoo, or written by tools/convert_checkpoint.py --format d2): read with the restricted
+    # unpickler; load_pretrained reads torch / safetensors files only
+    name = os.fspath(source)
+    checkpoint = load_any(source)
+    try:
+        report = load_pretrained(model, checkpoint, strict=strict)
+    except CheckpointError as exc:
+        raise CheckpointError(str(exc).replace("'<dict>'", f"'{name}'")) from None
+    report.source = name
     logger.info("%s", report)
     return report
 

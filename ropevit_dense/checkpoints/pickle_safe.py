@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import _compat_pickle
 import collections
+import functools
 import io
 import os
 import pickle
@@ -32,8 +33,9 @@ def _qualified_name(obj: Any) -> str:
     return f"{obj.__module__}.{obj.__qualname__}"
 
 
+@functools.cache
 def _allowed_globals() -> dict[str, Any]:
-    """``'module.name'`` -> object for every global a safe ``.pkl`` may name."""
+    """``'module.name'`` -> object for every global a safe ``.pkl`` may name (built once)."""
     import numpy as np
 
     allowed: dict[str, Any] = {

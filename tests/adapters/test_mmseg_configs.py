@@ -1,4 +1,6 @@
-"""Every segmentation config loads and builds its model; the recipe's optimizer and test-time pipelines."""
+"""Every segmentation config loads and builds its model with the recipe's settings; the recipe's train and test-time
+pipelines; README and metafile list every config and carry the paper's numbers, and only those. (Optimizer groups:
+test_recipe_optimizers.py; schedules: test_schedules.py.)"""
 
 from __future__ import annotations
 
@@ -13,6 +15,17 @@ pytest.importorskip("mmseg")
 ROOT = Path(__file__).resolve().parents[2]
 CONFIG_DIR = ROOT / "configs" / "segmentation" / "mmseg"
 CONFIGS = sorted(p.name for p in CONFIG_DIR.glob("*.py"))
+
+# Heo et al., ECCV 2024 (arXiv 2403.13298v2): Table 3 (ViT-UperNet, single-scale / multi-scale mIoU) and Table 4
+# (Swin-Mask2Former, one mIoU per model)
+PAPER_UPERNET = {
+    "b16-ape": (47.7, 48.4), "b16-axial": (49.0, 49.9), "b16-mixed": (49.6, 50.7), "b16-mixed-ape": (50.0, 50.9),
+    "l16-ape": (50.8, 51.6), "l16-axial": (51.8, 52.6), "l16-mixed": (51.5, 52.3), "l16-mixed-ape": (52.0, 52.6),
+}
+PAPER_MASK2FORMER = {
+    "s-p4-w7-rpb": 50.2, "s-p4-w7-axial": 50.4, "s-p4-w7-mixed": 51.1, "s-p4-w7-mixed-rpb": 50.9,
+    "b-p4-w7-rpb": 51.5, "b-p4-w7-axial": 52.0, "b-p4-w7-mixed": 52.0, "b-p4-w7-mixed-rpb": 51.4,
+}
 
 
 def _load(name: str):
@@ -52,16 +65,30 @@ def test_config_builds_its_model(name):
         assert model.backbone.pos_embed is not None
     if "rpb_" in name:
         assert model.backbone.layers[0].blocks[0].attn.relative_position_bias_table is not None
+    assert cfg.optim_wrapper.type == "AmpOptimWrapper"
+    assert cfg.auto_scale_lr == dict(enable=False, base_batch_size=16)
+    assert cfg.env_cfg.cudnn_benchmark is False
+    assert cfg.train_dataloader.batch_size == 2 and cfg.train_cfg.max_iters == 160000
     if name.startswith("upernet"):
         assert model.backbone.cls_token is not None  # all-global backbone keeps the cls token through the blocks
+        assert all(b.window_size == 0 for b in model.backbone.blocks)  # no windows: window padding does not arise
         assert cfg.model.test_cfg == dict(mode="slide", crop_size=(512, 512), stride=(341, 341))
-        assert cfg.optim_wrapper.type == "AmpOptimWrapper"
+        assert cfg.optim_wrapper.paramwise_cfg.rule == "beit"
         assert cfg.optim_wrapper.paramwise_cfg.num_layers == backbone.depth
+        assert "clip_grad" not in cfg.optim_wrapper
         assert len(backbone.out_indices) == 4 and backbone.out_indices[-1] == backbone.depth - 1
+        assert cfg.randomness == dict(seed=0, deterministic=False, diff_rank_seed=False)  # BEiT v2: --seed 0
+        if "-ape_" in name:  # resized once to the 512 crops' grid when loaded, then learned there (BEiT / mmseg)
+            assert model.backbone.ape_grid == (32, 32) and model.backbone.pos_embed.shape[1] == 32 * 32
+            assert model.backbone.ape_antialias is False
     else:
+        assert type(model.decode_head.pixel_decoder).__name__ == "FP32MSDeformAttnPixelDecoder"
+        assert model.backbone.window_padding == "zero"  # Mask2Former's Swin: padded tokens attend, shift always
         assert cfg.tta_model.type == "ProbabilityAverageSegTTAModel"
         assert cfg.train_pipeline[3] == dict(type="RandomCrop", crop_size=(512, 512), cat_max_ratio=1.0)
         assert cfg.optim_wrapper.clip_grad == dict(max_norm=0.01, norm_type=2)
+        assert cfg.optim_wrapper.paramwise_cfg.rule == "mask2former"
+        assert cfg.randomness == dict(seed=None, diff_rank_seed=True)  # detectron2 SEED = -1
 
 
 def test_metafile_and_readme_list_every_config():
@@ -78,54 +105,58 @@ def test_metafile_and_readme_list_every_config():
     assert all(f"[{name}]({name})" in readme for name in CONFIGS)
 
 
-def _param_groups(name: str):
-    """``group(parameter name)`` -> its optimizer parameter group, from the config's real optim_wrapper settings."""
-    from mmengine.optim import build_optim_wrapper
+def test_paper_numbers_in_readme_and_metafile():
+    """Every number of the paper's Tables 3-4 beside its config (README row and metafile), marked as the paper's;
+    no number for a config the paper does not report."""
+    import re
+
+    import yaml
+
+    readme = (CONFIG_DIR / "README.md").read_text()
+    meta = {Path(m["Config"]).name: m for m in yaml.safe_load((CONFIG_DIR / "metafile.yml").read_text())["Models"]}
+    for name in CONFIGS:
+        row = next(line for line in readme.splitlines() if line.startswith("|") and f"[{name}]({name})" in line)
+        cells = [c.strip() for c in row.strip().strip("|").split("|")]
+        results = meta[name].get("Results")
+        if name.startswith("upernet"):
+            key = name.removeprefix("upernet_ropevit-").removesuffix("_8xb2-amp-160k_ade20k-512x512.py")
+            expected, paper_cells = PAPER_UPERNET.get(key), cells[-2:]
+            metrics = None if expected is None else {"mIoU (paper)": expected[0], "mIoU(ms+flip) (paper)": expected[1]}
+            shown = None if expected is None else [f"{v:.1f}" for v in expected]
+        else:
+            key = name.removeprefix("mask2former_ropeswin-").removesuffix("_8xb2-amp-160k_ade20k-512x512.py")
+            expected, paper_cells = PAPER_MASK2FORMER.get(key), cells[-1:]
+            metrics = None if expected is None else {"mIoU (paper)": expected}
+            shown = None if expected is None else [f"{expected:.1f}"]
+        if expected is None:
+            assert not any(re.search(r"\d", c) for c in paper_cells), (name, paper_cells)
+            assert results is None, name
+        else:
+            assert paper_cells == shown, (name, paper_cells)
+            (result,) = results
+            assert result["Metrics"] == metrics
+            assert "paper" in result["Source"] and "not a result of this toolkit" in result["Source"]
+
+
+def test_mask2former_train_crops_are_padded_with_grey_128(tmp_path):
+    """Mask2Former's semantic mapper pads a smaller crop to 512 x 512 with 128 before normalisation, labels 255."""
+    from mmengine.dataset import Compose
     from mmengine.registry import init_default_scope
-    from mmengine.utils import import_modules_from_strings
-    from mmseg.registry import MODELS
+    from PIL import Image
 
-    cfg = _load(name)
-    import_modules_from_strings(**cfg.custom_imports)
-    cfg.model.backbone.init_cfg = None
-    if name.startswith("mask2former"):
-        cfg.model.decode_head.transformer_decoder.num_layers = 1
-    cfg.optim_wrapper.type = "OptimWrapper"  # AmpOptimWrapper needs a GPU; the parameter groups are the same
-    cfg.optim_wrapper.pop("loss_scale")
+    import ropevit_dense.adapters.mmseg  # noqa: F401
+
+    cfg = _load("mask2former_ropeswin-t-p4-w7-mixed_8xb2-amp-160k_ade20k-512x512.py")
     init_default_scope("mmseg")
-    model = MODELS.build(cfg.model)
-    groups = {id(g["params"][0]): g for g in build_optim_wrapper(model, cfg.optim_wrapper).optimizer.param_groups}
-    named = dict(model.named_parameters())
-    return lambda param: groups[id(named[param])]
-
-
-def test_upernet_recipe_optimizer_groups():
-    """BEiT v2 ViT-B: lr 5e-5, layer decay 0.75 over 12 blocks, no weight decay on 1-D parameters or RoPE freqs."""
-    group = _param_groups("upernet_ropevit-b16-mixed_8xb2-amp-160k_ade20k-512x512.py")
-    lr = 5e-5
-    assert group("backbone.patch_embed.proj.weight")["lr"] == pytest.approx(lr * 0.75 ** 13)
-    assert group("backbone.cls_token")["weight_decay"] == 0.0
-    for i in (0, 5, 11):
-        scale = 0.75 ** (12 - i)
-        for suffix in ("attn.qkv.weight", "attn.rope.freqs", "gamma_1", "norm1.weight", "attn.qkv.bias"):
-            assert group(f"backbone.blocks.{i}.{suffix}")["lr"] == pytest.approx(lr * scale), suffix
-        assert group(f"backbone.blocks.{i}.attn.qkv.weight")["weight_decay"] == pytest.approx(0.05)
-        for suffix in ("attn.rope.freqs", "gamma_1", "gamma_2", "norm1.weight", "attn.qkv.bias"):
-            assert group(f"backbone.blocks.{i}.{suffix}")["weight_decay"] == 0.0, suffix
-    assert group("decode_head.conv_seg.weight")["lr"] == pytest.approx(lr)
-    assert group("decode_head.conv_seg.weight")["weight_decay"] == pytest.approx(0.05)
-    assert group("neck.upsample_4x.1.weight")["weight_decay"] == 0.0  # a BatchNorm
-
-
-def test_mask2former_recipe_optimizer_groups():
-    group = _param_groups("mask2former_ropeswin-t-p4-w7-mixed-rpb_8xb2-amp-160k_ade20k-512x512.py")
-    blk = "backbone.layers.0.blocks.0"
-    assert group(f"{blk}.attn.qkv.weight")["lr"] == pytest.approx(1e-5)
-    assert group(f"{blk}.attn.qkv.weight")["weight_decay"] == pytest.approx(0.05)
-    for name in (f"{blk}.norm1.weight", f"{blk}.attn.rope.freqs", f"{blk}.attn.relative_position_bias_table"):
-        assert group(name)["lr"] == pytest.approx(1e-5) and group(name)["weight_decay"] == 0.0, name
-    for name in ("decode_head.query_embed.weight", "decode_head.query_feat.weight", "decode_head.level_embed.weight"):
-        assert group(name)["lr"] == pytest.approx(1e-4) and group(name)["weight_decay"] == 0.0, name
+    img, seg = tmp_path / "a.jpg", tmp_path / "a.png"
+    Image.fromarray(np.full((200, 300, 3), 40, np.uint8)).save(img)
+    Image.fromarray(np.full((200, 300), 3, np.uint8)).save(seg)
+    pipeline = [t for t in cfg.train_pipeline if t["type"] not in ("RandomChoiceResize", "PhotoMetricDistortion")]
+    out = Compose(pipeline)(dict(img_path=str(img), seg_map_path=str(seg), reduce_zero_label=True, seg_fields=[]))
+    image, label = out["inputs"], out["data_samples"].gt_sem_seg.data
+    assert image.shape == (3, 512, 512) and label.shape == (1, 512, 512)
+    assert (image[:, 200:, :] == 128).all() and (image[:, :, 300:] == 128).all()
+    assert (label[:, 200:, :] == 255).all() and (label[:, :200, :300] == 2).all()
 
 
 def _run_tta_pipeline(cfg, tmp_path, height, width):

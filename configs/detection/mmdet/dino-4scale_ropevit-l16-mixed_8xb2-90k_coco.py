@@ -22,8 +22,12 @@ model = dict(
              norm_cfg=dict(type='GN', num_groups=32), num_outs=4),
     ])
 
-# ViT-L follows detrex's large schedule: 250 warmup iterations from 0.001x, lr x0.1 at 80% of the run (72k).
+# ViT-L follows detrex's large schedule (dino_vitdet_large_4scale_12ep.py): WarmupParamScheduler over
+# MultiStepParamScheduler(values=[1.0, 0.1], milestones=[300000, 375000]) with warmup_length=250/90000 and
+# warmup_factor=0.001. fvcore scales the milestones to the 90k run, so lr drops x0.1 at iteration 72000 (80%);
+# the warmup factor is 0.001 + 0.999 * t / 250 for t < 250. mmengine's LinearLR reaches end_factor at
+# t = end - begin - 1, hence end=251.
 param_scheduler = [
-    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=250),
+    dict(type='LinearLR', start_factor=0.001, by_epoch=False, begin=0, end=251),
     dict(type='MultiStepLR', begin=0, end=90000, by_epoch=False, milestones=[72000], gamma=0.1),
 ]

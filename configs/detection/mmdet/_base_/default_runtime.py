@@ -21,5 +21,7 @@ visualizer = dict(type='DetLocalVisualizer', vis_backends=vis_backends, name='vi
 log_processor = dict(type='LogProcessor', window_size=50, by_epoch=False)
 
 log_level = 'INFO'
+# detrex's train.seed = -1: detectron2's default_setup then seeds every process with its own random seed.
+randomness = dict(seed=None, diff_rank_seed=True)
 load_from = None
 resume = False

@@ -65,11 +65,8 @@ test_evaluator = val_evaluator
 max_iters = 800
 train_cfg = dict(max_iters=max_iters, val_interval=max_iters)
 param_scheduler = [dict(type='MultiStepLR', begin=0, end=max_iters, by_epoch=False, milestones=[720], gamma=0.1)]
-# from scratch: no pretrained backbone, so the backbone trains at the full learning rate
-optim_wrapper = dict(
-    optimizer=dict(lr=4e-4),
-    paramwise_cfg=dict(custom_keys={'backbone': dict(lr_mult=1.0), 'backbone.pos_embed': dict(lr_mult=1.0, decay_mult=0.0),
-                                    'rope.freqs': dict(lr_mult=1.0, decay_mult=0.0),
-                                    'relative_position_bias_table': dict(lr_mult=1.0, decay_mult=0.0)}))
+# from scratch: no pretrained backbone, so the backbone and the pyramid that detrex counts with it train at the
+# full learning rate; the rest of the recipe's parameter rule (detectron2's) stays.
+optim_wrapper = dict(optimizer=dict(lr=4e-4), paramwise_cfg=dict(lr_factors={'backbone': 1.0, 'neck.0.': 1.0}))
 default_hooks = dict(logger=dict(interval=50), checkpoint=dict(interval=500, max_keep_ckpts=2))
 log_processor = dict(window_size=20)

@@ -3,8 +3,9 @@ custom_imports = dict(imports=['ropevit_dense.adapters.mmseg'], allow_failed_imp
 
 default_scope = 'mmseg'
 
+# cudnn.benchmark off as in both originals (BEiT's --deterministic, detectron2's CUDNN_BENCHMARK=False)
 env_cfg = dict(
-    cudnn_benchmark=True,
+    cudnn_benchmark=False,
     mp_cfg=dict(mp_start_method='fork', opencv_num_threads=0),
     dist_cfg=dict(backend='nccl'))
 

@@ -68,18 +68,11 @@ optim_wrapper = dict(
     type='OptimWrapper',
     constructor='RoPEOptimWrapperConstructor',
     optimizer=dict(type='AdamW', lr=1e-3, betas=(0.9, 0.999), weight_decay=0.05),
-    paramwise_cfg=dict(
-        norm_decay_mult=0.0,
-        bias_decay_mult=0.0,
-        custom_keys={
-            'pos_embed': dict(decay_mult=0.0),
-            'cls_token': dict(decay_mult=0.0),
-            'rope.freqs': dict(decay_mult=0.0),
-            '.gamma_1': dict(decay_mult=0.0),
-            '.gamma_2': dict(decay_mult=0.0),
-        }))
+    # the recipe's BEiT parameter rule; from scratch, so no layer decay (rate 1.0)
+    paramwise_cfg=dict(rule='beit', layer_decay_rate=1.0, num_layers=4, custom_keys={'rope.freqs': dict(decay_mult=0.0)}))
+# the recipe's shape: a 20-iteration warmup multiplying a linear decay over the whole run
 param_scheduler = [
-    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=20),
-    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=20, end=max_iters),
+    dict(type='LinearLR', start_factor=1e-3, by_epoch=False, begin=0, end=21),
+    dict(type='PolyLR', power=1.0, eta_min=0.0, by_epoch=False, begin=0, end=max_iters + 1),
 ]
 default_hooks = dict(logger=dict(interval=20), checkpoint=dict(interval=200, max_keep_ckpts=2))

@@ -1,5 +1,6 @@
 # DINO 4-scale (RECIPES B) on a RoPE-Swin backbone: stages 1-3 (strides 8/16/32) into a GN ChannelMapper whose
-# 4th level is a 3x3 stride-2 conv. Same head and parity fixes as the ViT model.
+# 4th level is a 3x3 stride-2 conv. Same head and parity fixes as the ViT model. Windows as detectron2's Swin:
+# padded tokens attend as keys and shifted windows always roll (window_padding='zero'; 'mask' hides them).
 _base_ = ['./dino-4scale_ropevit.py']
 
 model = dict(
@@ -12,6 +13,7 @@ model = dict(
         window_size=7,
         rope_type='mixed',
         use_rpb=False,
+        window_padding='zero',
         out_indices=(1, 2, 3),
         drop_path_rate=0.1),
     neck=dict(

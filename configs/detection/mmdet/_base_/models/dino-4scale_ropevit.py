@@ -1,6 +1,9 @@
 # DINO 4-scale (RECIPES A.2) on a RoPE-ViTDet backbone: a plain ViT with window 14 attention and four global
 # blocks, the detrex simple pyramid (scales 2, 1, 0.5 + max-pooled p6) and a GN ChannelMapper. Parity fixes with
 # detrex over mmdet's DINO: sine embedding temperature 10000 and offset -0.5.
+# Windows as detectron2's ViT: the zero tokens that pad the map to whole windows attend as keys
+# (window_padding='zero'; 'mask' hides them); an absolute position embedding, where used, is resized with plain
+# bicubic (ape_antialias=False, detectron2's get_abs_pos) from its pretraining grid in every forward.
 model = dict(
     type='DINO',
     num_queries=900,
@@ -21,6 +24,8 @@ model = dict(
         use_ape=False,
         window_size=14,
         global_block_indexes=(2, 5, 8, 11),
+        window_padding='zero',
+        ape_antialias=False,
         drop_path_rate=0.1),
     neck=[
         dict(type='RoPESimplePyramid', in_channels=768, out_channels=256, scale_factors=(2.0, 1.0, 0.5),

@@ -1,7 +1,9 @@
 # ADE20k (150 classes) with the Mask2Former semantic pipeline (RECIPES D.3): shortest edge drawn from
 # {256, 307, ..., 1024} (long side <= 2048), 512 x 512 crop with no category-area constraint (cat_max_ratio 1.0;
-# mmseg's own Mask2Former config uses 0.75), photometric distortion (= detectron2's ColorAugSSD), flip; test at
-# short side 512 (long side <= 2048), whole image.
+# mmseg's own Mask2Former config uses 0.75), photometric distortion (= detectron2's ColorAugSSD), flip, and padding
+# of smaller crops to 512 x 512 with grey 128 before normalisation (labels 255), as Mask2Former's semantic dataset
+# mapper (mmseg's data preprocessor alone would pad the normalised image with 0, the mean colour); test at short
+# side 512 (long side <= 2048), whole image.
 _base_ = ['./ade20k_upernet.py']
 
 crop_size = (512, 512)
@@ -13,6 +15,7 @@ train_pipeline = [
     dict(type='RandomCrop', crop_size=crop_size, cat_max_ratio=1.0),
     dict(type='RandomFlip', prob=0.5),
     dict(type='PhotoMetricDistortion'),
+    dict(type='Pad', size=crop_size, pad_val=dict(img=(128, 128, 128), seg=255)),
     dict(type='PackSegInputs'),
 ]
 # Mask2Former's multi-scale + flip test: absolute shortest edges 256...896, long side <= 3584, whole image.

@@ -1,0 +1,9 @@
+# Mask2Former, ViT-B/16 ViTDet backbone with absolute position embedding only (the DeiT-III baseline), COCO panoptic
+# segmentation: the RoPE-Mixed config of the same size with another position encoding and its checkpoint.
+_base_ = ['./mask2former_ropevit-b16-mixed_8xb2-lsj-50e_coco-panoptic.py']
+
+model = dict(
+    backbone=dict(
+        rope_type=None,
+        use_ape=True,
+        init_cfg=dict(type='Pretrained', checkpoint='hf://naver-ai/deit_base_patch16_LS/pytorch_model.bin')))

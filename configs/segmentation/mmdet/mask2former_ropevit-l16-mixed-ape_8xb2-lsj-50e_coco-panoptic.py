@@ -1,0 +1,9 @@
+# Mask2Former, ViT-L/16 ViTDet backbone with RoPE-Mixed + APE, COCO panoptic segmentation: the RoPE-Mixed config of
+# the same size with another position encoding and its checkpoint.
+_base_ = ['./mask2former_ropevit-l16-mixed_8xb2-lsj-50e_coco-panoptic.py']
+
+model = dict(
+    backbone=dict(
+        rope_type='mixed',
+        use_ape=True,
+        init_cfg=dict(type='Pretrained', checkpoint='hf://naver-ai/rope_mixed_ape_deit_large_patch16_LS/pytorch_model.bin')))
