@@ -47,6 +47,7 @@ def test_detection_config_builds_its_model(path):
         assert backbone.drop_path_rate == (0.4 if large else 0.1)
         paramwise = cfg.optim_wrapper.paramwise_cfg
         assert paramwise.rule == "detectron2" and paramwise.weight_decay_norm is None
+        assert backbone.window_padding == "zero"  # detectron2's and EVA-02's ViT
         assert (paramwise.layer_decay_rate, paramwise.num_layers) == ((0.8, 24) if large else (0.7, 12))
         assert [t.type for t in cfg.train_dataloader.dataset.pipeline][3:5] == ["RandomResize", "RandomCrop"]
         backbone.init_cfg = None
@@ -111,7 +112,7 @@ def test_segmentation_config_builds_its_model(path):
     if published and path.name.startswith("upernet"):
         assert cfg.model.test_cfg == dict(mode="slide", crop_size=(512, 512), stride=(341, 341))
         assert cfg.optim_wrapper.paramwise_cfg.num_layers == backbone.depth
-        assert cfg.optim_wrapper.paramwise_cfg.custom_keys["register_tokens"] == dict(decay_mult=0.0)
+        assert cfg.optim_wrapper.paramwise_cfg.rule == "beit"  # BEiT's rule: registers decay like the cls token
 
 
 def test_readmes_list_every_family_config():

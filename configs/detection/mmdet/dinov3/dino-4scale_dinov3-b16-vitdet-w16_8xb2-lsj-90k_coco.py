@@ -18,6 +18,7 @@ model = dict(
         num_heads=12,
         window_size=16,
         global_block_indexes=(2, 5, 8, 11),
+        window_padding='zero',  # as detectron2's ViT (and EVA-02's): padding tokens attend as keys
         drop_path_rate=0.1,
         # gated: accept the DINOv3 licence on the hub page and log in (huggingface-cli login) or set HF_TOKEN
         init_cfg=dict(type='Pretrained', checkpoint='hf://timm/vit_base_patch16_dinov3_qkvb.lvd1689m/model.safetensors')),

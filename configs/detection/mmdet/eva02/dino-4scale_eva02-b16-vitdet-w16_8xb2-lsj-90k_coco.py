@@ -22,6 +22,8 @@ model = dict(
         ape_img_size=224,  # the APE table of detrex's EVA02_ViT (pretrain_img_size 224, patch 16): 14 x 14
         window_size=16,
         global_block_indexes=(2, 5, 8, 11),
+        window_padding='zero',  # as detectron2's ViT (and EVA-02's): padding tokens attend as keys
+        ape_antialias=False,  # detectron2 / EVA-02 get_abs_pos: plain bicubic
         drop_path_rate=0.1,
         init_cfg=dict(type='Pretrained', checkpoint='hf://Yuxin-CV/EVA-02/eva02/pt/eva02_B_pt_in21k_p14to16.pt')),
     neck=[

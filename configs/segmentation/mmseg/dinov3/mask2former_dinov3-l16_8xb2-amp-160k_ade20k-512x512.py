@@ -29,5 +29,7 @@ model = dict(
               norm_cfg=dict(type='SyncBN', requires_grad=True)),
     decode_head=dict(in_channels=[1024, 1024, 1024, 1024]))
 
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'register_tokens': dict(lr_mult=0.1, decay_mult=0.0),
-                                                     'cls_token': dict(lr_mult=0.1, decay_mult=0.0)}))
+# Mask2Former's rule has no entry for a ViT's cls / register tokens: they take no weight decay, like the position
+# tables it exempts, and the backbone's lr.
+optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'register_tokens': dict(decay_mult=0.0),
+                                                     'cls_token': dict(decay_mult=0.0)}))

@@ -24,7 +24,5 @@ model = dict(
     decode_head=dict(in_channels=[768, 768, 768, 768], channels=768),
     auxiliary_head=dict(in_channels=768))
 
-optim_wrapper = dict(
-    optimizer=dict(lr=5e-5),
-    paramwise_cfg=dict(layer_decay_rate=0.75, num_layers=12,
-                       custom_keys={'register_tokens': dict(decay_mult=0.0)}))
+# BEiT's parameter rule (rule 'beit'): the register tokens decay like the cls token (3-D, not exempt).
+optim_wrapper = dict(optimizer=dict(lr=5e-5), paramwise_cfg=dict(layer_decay_rate=0.75, num_layers=12))

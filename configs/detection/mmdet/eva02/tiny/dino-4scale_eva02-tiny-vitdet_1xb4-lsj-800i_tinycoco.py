@@ -16,5 +16,7 @@ model = dict(
         ape_img_size=224,
         window_size=4,
         global_block_indexes=(1, 3),
+        window_padding='zero',
+        ape_antialias=False,
         drop_path_rate=0.0,
         init_cfg=None))

@@ -6,4 +6,3 @@ _base_ = ['../../tiny/upernet_ropevit-tiny-mixed_1xb4-400i_tinyade20k-64x64.py']
 model = dict(
     backbone=dict(_delete_=True, type='RoPEViT', family='dinov3', embed_dim=64, depth=4, num_heads=2,
                   out_indices=(0, 1, 2, 3), drop_path_rate=0.0, init_values=1.0, init_cfg=None))
-optim_wrapper = dict(paramwise_cfg=dict(custom_keys={'register_tokens': dict(decay_mult=0.0)}))
