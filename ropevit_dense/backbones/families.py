@@ -14,6 +14,12 @@ reads it instead of growing one constructor flag per family.
   plus axial RoPE (theta 10000) interpolated onto the 16 x 16 pretraining grid, SwiGLU MLP with a sub-LN, no key
   bias, no LayerScale.
 
+DINOv3's precision: its released models compute RoPE in float32 (``pos_embed_rope_dtype='fp32'``; the class default
+is bfloat16) from a ``periods`` buffer that the files store in bfloat16. Here the periods and the sin / cos tables
+are float32 always: the stored periods are checked and dropped (:mod:`ropevit_dense.checkpoints.families`), so the
+outputs match timm's (float32 periods) and differ from Meta's code by the bfloat16 rounding of the periods (about
+2e-4 at most on the output of a random ViT-B/16 at 224 x 224, against activations of about 0.8).
+
 DINOv3 rotates channel ``j`` with ``j + head_dim / 2`` ("rotate-half"); this package rotates interleaved pairs
 ``(2j, 2j + 1)``. The two are the same rotation after a fixed permutation of each head's query / key channels,
 which the checkpoint converter applies to the q / k projection rows (``rotate_half=True`` below), so one rotation
