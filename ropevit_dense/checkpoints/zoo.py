@@ -21,7 +21,7 @@ from typing import Any, Optional, Union
 
 from torch import nn
 
-from ..backbones import SWIN_PRESETS, VIT_PRESETS, RoPESwin, RoPEViT
+from ..backbones import SWIN_PRESETS, VIT_PRESETS, RoPESwin, RoPEViT, resolve_family
 from .load import LoadReport, load_pretrained
 
 
@@ -154,11 +154,16 @@ def create_backbone(
     """
     spec = pretrained_spec(name)
     kwargs = spec.backbone_kwargs()
-    fixed = {"family", "embed_dim", "depth", "depths", "num_heads", "rope_type", "use_ape", "use_rpb", "qkv_bias",
-             "patch_size"}
-    clash = sorted(k for k in overrides if k in fixed and overrides[k] != kwargs.get(k))
+    fixed = {"embed_dim", "depth", "depths", "num_heads", "rope_type", "use_ape", "use_rpb"}
+    # what a family's weights fix where the family's default does not hold (RoPE-ViT names leave these out)
+    implied = {} if spec.family != "vit" else dict(
+        family=kwargs.get("family", "rope-vit"), qkv_bias=kwargs.get("qkv_bias", True),
+        patch_size=kwargs.get("patch_size", resolve_family(kwargs.get("family", "rope-vit")).patch_size))
+    clash = sorted(k for k in overrides if (k in fixed and overrides[k] != kwargs.get(k))
+                   or (k in implied and overrides[k] != implied[k]))
     if clash:
-        raise ValueError(f"{clash} would change the architecture of '{name}' ({ {k: kwargs[k] for k in clash} })")
+        expected = {k: kwargs.get(k, implied.get(k)) for k in clash}
+        raise ValueError(f"{clash} would change the architecture of '{name}' ({expected})")
     kwargs.update(overrides)
     model = (RoPEViT if spec.family == "vit" else RoPESwin)(**kwargs)
     if pretrained is False:

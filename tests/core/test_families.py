@@ -166,6 +166,12 @@ def test_name_table_of_the_families():
     assert report is None and model.family.name == "eva02" and model.depth == 12 and model.cls_token is None
     with pytest.raises(ValueError, match="would change the architecture"):
         create_backbone("dinov3_vitb16", pretrained=False, family="eva02")
+    with pytest.raises(ValueError, match=r"\['qkv_bias'\] would change the architecture"):
+        create_backbone("vit_small_patch16_dinov3.lvd1689m", pretrained=False, qkv_bias=True)
+    with pytest.raises(ValueError, match=r"\['patch_size'\] would change the architecture"):
+        create_backbone("eva02_B_pt_in21k_p14", pretrained=False, patch_size=16)
+    # restating what the name fixes is fine
+    create_backbone("rope_mixed_deit_small_patch16_LS", pretrained=False, family="rope-vit", patch_size=16)
 
 
 def test_create_backbone_reads_an_official_dinov3_file(tmp_path):
