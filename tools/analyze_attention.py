@@ -15,9 +15,10 @@ tokens are left out, padded keys have probability 0 (as in the model). The last 
 in the paper (it is in the CSV).
 
 How the probabilities are obtained: forward hooks on each block's attention module re-compute its softmax from
-the module's own inputs (q / k / v projections, the RoPE table handed to it, rotated with the package's
-``apply_rope``, and its mask); the model's forward path is unchanged. Each hook checks that the re-computed
-attention reproduces the module's output, so the statistics are those of the computation the model ran.
+the module's own inputs (its own ``Attention.project``: the q / k / v projections rotated with the RoPE table
+handed to it; then its mask and relative position bias); the model's forward path is unchanged. Each hook checks
+that the re-computed attention reproduces the module's output, so the statistics are those of the computation the
+model ran.
 
 Images: ``.jpg`` / ``.jpeg`` / ``.png`` files of a folder, resized to each resolution (bicubic, no crop) and
 normalised with the ImageNet mean and std.
@@ -45,7 +46,7 @@ from torch import nn
 from ropevit_dense import RoPESwin, RoPEViT
 from ropevit_dense.checkpoints import CheckpointError
 from ropevit_dense.layers import Attention, valid_windows
-from ropevit_dense.rope import apply_rope, grid_coords
+from ropevit_dense.rope import grid_coords
 from ropevit_dense.tools_utils import (
     ToolError,
     add_backbone_arguments,
@@ -104,17 +105,6 @@ def query_mask(layout: LayerLayout, batch: int, device: torch.device) -> Optiona
     return None if bool(valid.all()) else valid.repeat(batch, 1)
 
 
-def project(attn: Attention, x: torch.Tensor, rope) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Queries and keys rotated with the module's RoPE table, and values: each ``(B, heads, N, head_dim)``."""
-    B, N, _ = x.shape
-    qkv = attn.qkv(x).view(B, N, 3, attn.num_heads, attn.head_dim).permute(2, 0, 3, 1, 4)
-    if rope is not None:
-        q, k = apply_rope(qkv[:2], rope).unbind(0)
-    else:
-        q, k = qkv[0], qkv[1]
-    return q, k, qkv[2]
-
-
 def probabilities(q: torch.Tensor, k: torch.Tensor, attn_mask: Optional[torch.Tensor]) -> torch.Tensor:
     """Softmax attention ``(B, heads, N, N)`` in float64, with a boolean (True = attend) or additive mask."""
     logits = (q.double() @ k.double().transpose(-2, -1)) * q.shape[-1] ** -0.5
@@ -124,6 +114,15 @@ def probabilities(q: torch.Tensor, k: torch.Tensor, attn_mask: Optional[torch.Te
         else:
             logits = logits + attn_mask.double()
     return logits.softmax(dim=-1)
+
+
+def _with_bias(mask: Optional[torch.Tensor], bias: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    """A mask combined with an additive bias (relative positions), as the attention module combines them."""
+    if bias is None:
+        return mask
+    if mask is None:
+        return bias
+    return bias.masked_fill(~mask, float("-inf")) if mask.dtype == torch.bool else bias + mask
 
 
 def _rows_of(mask: Optional[torch.Tensor], batch: slice, heads: slice, full_batch: int, num_heads: int
@@ -201,11 +200,11 @@ class AttentionStatistics:
             bound = self._signature.bind(module, *args, **kwargs)
             bound.apply_defaults()
             self._accumulate(index, module, bound.arguments["x"], bound.arguments["rope"],
-                             bound.arguments["attn_mask"], output)
+                             bound.arguments["attn_mask"], bound.arguments["hw"], output)
 
         return hook
 
-    def _accumulate(self, index: int, attn: Attention, x: torch.Tensor, rope, attn_mask, output) -> None:
+    def _accumulate(self, index: int, attn: Attention, x: torch.Tensor, rope, attn_mask, hw, output) -> None:
         layout = self._layouts[index]
         key = (layout.hw, layout.window, layout.prefix, layout.stride)
         if key not in self._distances:
@@ -223,13 +222,14 @@ class AttentionStatistics:
         sums = self.sums[index]
         for b0 in range(0, B, chunk_b):
             sb = slice(b0, b0 + chunk_b)
-            q, k, v = project(attn, x[sb], rope)
+            q, k, v, bias = attn.project(x[sb], rope, hw)  # the module's own projection and rotation
             weight = (torch.ones(q.shape[0], N, dtype=torch.float64, device=x.device) if valid is None
                       else valid[sb].double())[:, None, :]
             heads_out = []
             for h0 in range(0, H, chunk_h):
                 sh = slice(h0, h0 + chunk_h)
-                p = probabilities(q[:, sh], k[:, sh], _rows_of(attn_mask, sb, sh, B, H))
+                p = probabilities(q[:, sh], k[:, sh], _with_bias(_rows_of(attn_mask, sb, sh, B, H),
+                                                                  None if bias is None else bias[:, sh]))
                 w = weight.expand(-1, p.shape[1], -1)
                 sums.distance += float(((p * dist).sum(-1) * w).sum())
                 sums.entropy += float((-torch.special.xlogy(p, p).sum(-1) * w).sum())

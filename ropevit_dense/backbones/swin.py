@@ -12,8 +12,9 @@ padded keys, patch merging pads odd sizes. RoPE extrapolates inside windows larg
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Literal, Optional, Union
+from typing import Literal, Optional
 
 import torch
 import torch.nn.functional as F
@@ -35,8 +36,7 @@ from ..rope import (
     PAIR_ROPE_TYPES,
     ROPE_PARAMETER_NAMES,
     AxialRoPE,
-    BlockRopeTable,
-    RopeTable,
+    RopeArg,
     build_layer_rope,
     check_rope_options,
     grid_coords,
@@ -119,7 +119,7 @@ class SwinBlock(nn.Module):
             return self.shift_size
         return 0  # one window holds the whole map: nothing to shift
 
-    def forward(self, x: torch.Tensor, rope: Optional[Union[RopeTable, BlockRopeTable]],
+    def forward(self, x: torch.Tensor, rope: Optional[RopeArg],
                 masks: dict[int, Optional[torch.Tensor]]) -> torch.Tensor:
         """``x`` ``(B, H, W, C)``; ``masks`` maps a shift to its additive ``(nW, 1, w*w, w*w)`` mask."""
         B, H, W, C = x.shape
@@ -348,8 +348,8 @@ class RoPESwin(nn.Module):
             masks = {s: window_masks(hw, self.window_size, s, x.device, mask_padding=self.window_padding == "mask")
                      for s in {blk.shift_for(hw) for blk in stage.blocks}}
             for blk in stage.blocks:
-                if blk.attn.rope is not None:
-                    table = blk.attn.rope(coords)
+                if blk.attn.rope is not None:  # built inside the attention call, freed before the MLP
+                    table = functools.partial(blk.attn.rope, coords)
                 else:
                     table = shared.get(str(blk.attn.head_dim))
                 if self.with_cp and self.training and x.requires_grad:

@@ -17,6 +17,7 @@ coordinate rule, all read from the family record.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any, Literal, Optional, Union
 
@@ -40,7 +41,7 @@ from ..layers import (
 from ..rope import (
     PAIR_ROPE_TYPES,
     AxialRoPE,
-    BlockRopeTable,
+    RopeArg,
     RopeTable,
     build_layer_rope,
     check_rope_options,
@@ -116,7 +117,7 @@ class Block(nn.Module):
         else:
             self.gamma_1 = self.gamma_2 = None
 
-    def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[Union[RopeTable, BlockRopeTable]],
+    def _attend(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeArg],
                 mask: Optional[torch.Tensor]) -> torch.Tensor:
         if not self.window_size:
             return self.attn(x, rope, hw=hw)
@@ -128,7 +129,7 @@ class Block(nn.Module):
         spatial = window_unpartition(windows, w, padded_hw)[:, : hw[0], : hw[1]]
         return spatial.reshape(B, -1, C)
 
-    def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[Union[RopeTable, BlockRopeTable]],
+    def forward(self, x: torch.Tensor, hw: tuple[int, int], rope: Optional[RopeArg],
                 mask: Optional[torch.Tensor] = None) -> torch.Tensor:
         """Args: ``x`` ``(B, N, C)`` (prefix tokens first, then the ``hw`` grid row-major); ``rope`` this block's
         table; ``mask`` the padded-key mask of window blocks (:func:`padding_key_mask`; None lets zero-padded
@@ -367,9 +368,9 @@ class RoPEViT(nn.Module):
             pos = pos.permute(0, 2, 3, 1).reshape(1, grid[0] * grid[1], -1)
         return pos
 
-    def _rope_tables(self, grid: tuple[int, int], device: torch.device
-                     ) -> Iterator[Optional[Union[RopeTable, BlockRopeTable]]]:
-        """One table per block, for its layout; shared (axial) tables are built once per forward."""
+    def _rope_tables(self, grid: tuple[int, int], device: torch.device) -> Iterator[Optional[RopeArg]]:
+        """One table per block, for its layout: shared (axial) tables are built once per forward; a block's own
+        (learned) table is handed over unbuilt, so its attention builds it and frees it before the MLP runs."""
         if self.rope_type is None:
             yield from (None for _ in self.blocks)
             return
@@ -383,12 +384,12 @@ class RoPEViT(nn.Module):
                 # (integer indices, or DINOv3's centred coordinates) says how.
                 coords[w] = grid_coords(*((w, w) if w else grid), mode=self.rope_position,
                                         ref_size=self.pretrain_grid, rule=self.family.rope_coords, device=device)
-            prefix = 0 if w else self.num_prefix_tokens
+            # tables cover the grid only: attention leaves the first N - rows tokens (cls, registers) unrotated
             if blk.attn.rope is not None:
-                yield blk.attn.rope(coords[w]).with_prefix(prefix)
+                yield functools.partial(blk.attn.rope, coords[w])
             else:
                 if w not in shared:
-                    shared[w] = self.rope(coords[w]).with_prefix(prefix)
+                    shared[w] = self.rope(coords[w])
                 yield shared[w]
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:

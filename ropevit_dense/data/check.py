@@ -359,8 +359,19 @@ def check_segmentation(img_dir: str | Path, seg_dir: str | Path, *, num_classes:
         if label.relative_to(seg_dir).as_posix()[: -len(seg_map_suffix)] not in stems:
             report.add("warning", "orphan-label-map", label, f"no image '*{img_suffix}' for this label map: "
                                                              "mmseg skips the pair without a word")
-    for image in images:
-        label = seg_dir / (image.relative_to(img_dir).as_posix()[: -len(img_suffix)] + seg_map_suffix)
+    pairs = [(image, seg_dir / (image.relative_to(img_dir).as_posix()[: -len(img_suffix)] + seg_map_suffix))
+             for image in images]
+    report.extend(check_segmentation_pairs(pairs, num_classes=num_classes, reduce_zero_label=reduce_zero_label,
+                                           ignore_index=ignore_index, decode=decode))
+    return report
+
+
+def check_segmentation_pairs(pairs: Iterable[tuple[str | Path, str | Path]], *, num_classes: int,
+                             reduce_zero_label: bool = True, ignore_index: int = 255, decode: bool = True) -> Report:
+    """Check (image, label map) pairs: both files, their sizes and EXIF frame, the label map's mode and values."""
+    report = Report()
+    for image, label in pairs:
+        image, label = Path(image), Path(label)
         label_header = None
         if not label.is_file():
             report.add("error", "missing-label-map", image, f"its label map {label} does not exist (mmseg stops "

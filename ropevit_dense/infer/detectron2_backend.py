@@ -97,9 +97,6 @@ def run_detectron2(config: str, checkpoint: str, files: Sequence[Path], *, out: 
 
     check_outputs([out / f"vis/{f.stem}.png" for f in files] + [out / "results.json", out / "image_info.json"],
                   force=force)
-    if str(checkpoint).endswith(".pkl"):
-        raise InferError(f"'{checkpoint}' is a .pkl file: detectron2 reads those with plain pickle, which can run "
-                         "code; give the .pth checkpoint that training wrote (model_final.pth)")
     cfg = LazyConfig.load(config)
     if cfg_options:
         cfg = LazyConfig.apply_overrides(cfg, list(cfg_options))
@@ -116,6 +113,8 @@ def run_detectron2(config: str, checkpoint: str, files: Sequence[Path], *, out: 
     coco = load_coco_json(ann_file)
     num_classes = cfg.model.get("roi_heads", {}).get("num_classes") if "roi_heads" in cfg.model else None
     classes, cat_ids = _metadata(cfg, coco, num_classes)
+    if num_classes is not None and len(classes) != num_classes:
+        raise InferError(f"the model has {num_classes} classes, the class names {len(classes)} ({classes[:5]}...)")
     metadata = Metadata(name="ropevit_dense.infer", thing_classes=classes)
     ids = image_ids(files, coco)
 

@@ -1,9 +1,9 @@
 """What the mmdet and mmseg inferencers share: models built from the config, weights read by the safe loader.
 
 mmengine's ``BaseInferencer._init_model`` reads the checkpoint with ``torch.load`` itself; here the file is read
-by :func:`ropevit_dense.checkpoints.load_file` (``weights_only`` always, with the mmengine allowlist) and checked
-against the model before mmengine copies it in, so a checkpoint of another model is an error, not a model left
-half random.
+by :func:`ropevit_dense.checkpoints.load_file` (``weights_only`` always, with the mmengine allowlist; ``.pkl``
+files with the package's restricted unpickler) and checked against the model before mmengine copies it in, so a
+checkpoint of another model is an error, not a model left half random.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ from typing import Any, Optional
 import torch
 from torch import nn
 
-from ..checkpoints import load_file
 from ..checkpoints.io import CheckpointError
+from ..checkpoints.pickle_safe import load_any
 from .core import InferError
 
 
@@ -38,9 +38,10 @@ def load_config(config: str, cfg_options: Sequence[str]) -> Any:
 
 
 def read_checkpoint(weights: str) -> dict:
-    """The checkpoint as a dict with a ``state_dict`` (mmengine) or a bare state dict, read safely."""
+    """The checkpoint as a dict with a ``state_dict`` (mmengine), a ``model`` (detectron2) or a bare state dict, read
+    safely: torch files with ``weights_only`` and the mmengine allowlist, ``.pkl`` with the restricted unpickler."""
     try:
-        ckpt = load_file(weights)
+        ckpt = load_any(weights)
     except CheckpointError as exc:
         raise InferError(str(exc)) from None
     if not isinstance(ckpt, dict):

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Optional, Union
+from typing import Optional
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rope import BlockRopeTable, RopeTable, apply_rope
+from ..rope import BlockRopeTable, RopeArg, RopeTable, apply_rope, apply_rope_
 from .rel_pos import decomposed_rel_pos_bias
 
 
@@ -45,17 +45,53 @@ class Attention(nn.Module):
         else:
             self.rel_pos_h = self.rel_pos_w = None
 
+    def project(self, x: torch.Tensor, rope: Optional[RopeArg] = None,
+                hw: Optional[tuple[int, int]] = None
+                ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, Optional[torch.Tensor]]:
+        """Queries and keys rotated by ``rope``, values, and the relative position bias (or None).
+
+        The table covers the last ``rows`` tokens; the first ``N - rows`` (cls / register tokens) are not rotated.
+        Pair tables rotate the queries and keys in place inside the fused qkv projection output, so attention gets
+        the same strided views as without RoPE and no rotated copy is kept for the backward pass.
+
+        Returns:
+            tuple: ``q``, ``k``, ``v`` ``(B, heads, N, head_dim)`` and the bias ``(B, heads, N, N)`` or None.
+        """
+        B, N, _ = x.shape
+        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        bias = None
+        if self.rel_pos_h is not None:
+            if hw is None:
+                raise ValueError("attention with relative position tables needs the token grid hw=(H, W)")
+            # the unrotated query: the bias then depends on relative offsets only, also under RoPE
+            bias = decomposed_rel_pos_bias(qkv[0], self.rel_pos_h, self.rel_pos_w, hw)
+        if rope is None:
+            return (*qkv.unbind(0), bias)
+        if callable(rope):
+            rope = rope()
+        rows = rope.blocks.shape[-4] if isinstance(rope, BlockRopeTable) else rope.sin.shape[-2]
+        prefix = N - rows
+        if prefix < 0:
+            raise ValueError(f"a RoPE table of {rows} positions for {N} tokens")
+        # In place in eager mode; traced (torch.compile, torch.export / ONNX) the functional form, which the
+        # compilers fuse themselves. With a bias, its backward needs the unrotated queries, so no in-place either.
+        if isinstance(rope, RopeTable) and rope.basis is None and bias is None and not torch.compiler.is_compiling():
+            apply_rope_(qkv[:2, :, :, prefix:], rope)
+            return (*qkv.unbind(0), bias)
+        q, k = apply_rope(qkv[:2], rope.with_prefix(prefix)).unbind(0)
+        return q, k, qkv[2], bias
+
     def forward(
-        self, x: torch.Tensor, rope: Optional[Union[RopeTable, BlockRopeTable]] = None,
+        self, x: torch.Tensor, rope: Optional[RopeArg] = None,
         attn_mask: Optional[torch.Tensor] = None, hw: Optional[tuple[int, int]] = None,
     ) -> torch.Tensor:
         """Attend.
 
         Args:
             x (Tensor): ``(B, N, C)``.
-            rope (RopeTable | BlockRopeTable | None): sin / cos broadcastable to ``(heads, N, head_dim // 2)``,
-                or rotation blocks ``(heads or 1, N, num_blocks, b, b)``; tokens that must not rotate carry
-                angle 0 (identity blocks) in it.
+            rope (RopeArg | None): sin / cos broadcastable to ``(heads, rows, head_dim // 2)``, or rotation blocks
+                ``(heads or 1, rows, num_blocks, b, b)``, for the last ``rows`` tokens (the first ``N - rows``,
+                cls / registers, are not rotated); or a callable building such a table.
             attn_mask (Tensor | None): boolean (True = attend) or additive float mask broadcastable to
                 ``(B, heads, N, N)``.
             hw (tuple[int, int] | None): the grid the ``N`` tokens form (row-major); needed with relative
@@ -65,18 +101,7 @@ class Attention(nn.Module):
             Tensor: ``(B, N, C)``.
         """
         B, N, C = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
-        bias = None
-        if self.rel_pos_h is not None:
-            if hw is None:
-                raise ValueError("attention with relative position tables needs the token grid hw=(H, W)")
-            # the unrotated query: the bias then depends on relative offsets only, also under RoPE
-            bias = decomposed_rel_pos_bias(qkv[0], self.rel_pos_h, self.rel_pos_w, hw)
-        if rope is not None:
-            q, k = apply_rope(qkv[:2], rope).unbind(0)  # queries and keys in one pass
-            v = qkv[2]
-        else:
-            q, k, v = qkv.unbind(0)
+        q, k, v, bias = self.project(x, rope, hw)
         if attn_mask is not None and attn_mask.dtype != torch.bool:
             attn_mask = attn_mask.to(q.dtype)
         if bias is not None:

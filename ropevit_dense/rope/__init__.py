@@ -18,7 +18,7 @@ from .modules import (
     is_rope_parameter,
     rope_settings,
 )
-from .rotation import BlockRopeTable, RopeTable, apply_rope, rope_angles, rope_table
+from .rotation import BlockRopeTable, RopeArg, RopeTable, apply_rope, apply_rope_, rope_angles, rope_table
 from .spherical import SphericalRoPE, spherical_blocks, spherical_frequencies
 
 __all__ = [
@@ -36,9 +36,11 @@ __all__ = [
     "ComRoPELD",
     "LieRE",
     "MixedRoPE",
+    "RopeArg",
     "RopeTable",
     "SphericalRoPE",
     "apply_rope",
+    "apply_rope_",
     "axial_frequencies",
     "base_magnitudes",
     "build_layer_rope",

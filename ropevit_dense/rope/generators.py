@@ -49,6 +49,7 @@ from typing import Optional, Union
 import torch
 from torch import nn
 
+from .expm import matrix_exp
 from .precision import Float32State
 from .rotation import BlockRopeTable, RopeTable, rope_table
 
@@ -127,7 +128,7 @@ def generator_table(generators: torch.Tensor, coords: torch.Tensor) -> Union[Rop
         if gen.shape[-1] == 2:
             return rope_table(gen[..., 1, 0], coords)
         x, y = coords[:, 0].view(1, -1, 1, 1, 1), coords[:, 1].view(1, -1, 1, 1, 1)
-        return BlockRopeTable(torch.linalg.matrix_exp(torch.addcmul(x * gen[0][:, None], y, gen[1][:, None])))
+        return BlockRopeTable(matrix_exp(torch.addcmul(x * gen[0][:, None], y, gen[1][:, None])))
 
 
 def _check_blocks(head_dim: int, block_size: int, multiple: int, name: str) -> int:

@@ -21,7 +21,7 @@ as they are). Their 2x2 cases are exactly the sin / cos rotation above and are b
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 
@@ -77,6 +77,11 @@ class BlockRopeTable(NamedTuple):
         return BlockRopeTable(torch.cat((ident, b), dim=1))
 
 
+RopeArg = Union[RopeTable, BlockRopeTable, Callable[[], Union[RopeTable, BlockRopeTable]]]
+"""What attention takes as its RoPE: a table, or a zero-argument callable that builds it. A callable lets a learned
+table be built inside the attention call and freed right after it, instead of living through the whole block."""
+
+
 def rope_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     """Rotation angles of every (head, token, pair).
 
@@ -129,6 +134,25 @@ def _sum_to(t: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return t.sum(dim=dims, keepdim=True).reshape(shape) if dims else t
 
 
+def _save(ctx, sin: torch.Tensor, cos: torch.Tensor, out: torch.Tensor, angles: Optional[torch.Tensor]) -> None:
+    """What the rotations' backward needs: learned angles (sin / cos are recomputed from them, which also keeps
+    second derivatives exact) and the rotated output, or the fixed sin / cos table (shared, no copy)."""
+    ctx.angle_shape = None if angles is None else angles.shape
+    if ctx.needs_input_grad[3]:
+        ctx.save_for_backward(out, angles)
+    else:
+        ctx.save_for_backward(sin, cos)
+
+
+def _saved(ctx) -> tuple[torch.Tensor, torch.Tensor, Optional[torch.Tensor], Optional[torch.Tensor]]:
+    """``(sin, cos, out, angles)`` of :func:`_save` (``out`` and ``angles`` None for fixed tables)."""
+    if ctx.needs_input_grad[3]:
+        out, angles = ctx.saved_tensors
+        return angles.sin(), angles.cos(), out, angles
+    sin, cos = ctx.saved_tensors
+    return sin, cos, None, None
+
+
 class _Rotate(torch.autograd.Function):
     """The rotation with a hand-written backward.
 
@@ -145,23 +169,66 @@ class _Rotate(torch.autograd.Function):
     def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor]
                 ) -> torch.Tensor:
         out = _rotate(x, sin, cos)
-        learn = ctx.needs_input_grad[3]
-        ctx.angle_shape = None if angles is None else angles.shape
-        ctx.save_for_backward(sin, cos, out if learn else None, angles if learn else None)
+        _save(ctx, sin, cos, out, angles)
         return out
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
-        sin, cos, out, angles = ctx.saved_tensors
+        sin, cos, out, angles = _saved(ctx)
         double = torch.is_grad_enabled()  # the backward graph is being recorded (create_graph=True)
-        if double and angles is not None:
-            sin, cos = angles.sin(), angles.cos()
         grad_x = grad_angles = None
         if ctx.needs_input_grad[0]:
             grad_x = _rotate_autograd(grad, -sin, cos) if double else _rotate(grad, -sin, cos)
         if out is not None:
             g0, g1 = grad.unflatten(-1, (-1, 2)).unbind(-1)
             o0, o1 = out.unflatten(-1, (-1, 2)).unbind(-1)
+            grad_angles = _sum_to(g1 * o0 - g0 * o1 if double else torch.addcmul(g1 * o0, g0, o1, value=-1.0),
+                                  ctx.angle_shape)
+        return grad_x, None, None, grad_angles
+
+
+def _rotate_in_place(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> None:
+    """Rotate the pairs of ``x`` (any strides) in place; half-precision storage is computed in float32 and rounded
+    once, as the out-of-place path does."""
+    x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+    if x.dtype in (torch.float32, torch.float64):
+        t0 = x0.clone()  # the only temporary: half of x
+        x0.mul_(cos).addcmul_(x1, sin, value=-1.0)
+        x1.mul_(cos).addcmul_(t0, sin)
+    else:
+        f0, f1 = x0.float(), x1.float()
+        x0.copy_(torch.addcmul(f0 * cos, f1, sin, value=-1.0))
+        x1.copy_(torch.addcmul(f1 * cos, f0, sin))
+
+
+class _RotateInPlace(torch.autograd.Function):
+    """:class:`_Rotate` done in place, e.g. on queries and keys inside the fused qkv buffer.
+
+    The buffer is the output of the qkv projection, whose backward does not need it, so rotating it in place is safe
+    and saves the separate copy of the rotated queries and keys that attention's backward would otherwise keep
+    (with learned angles, the rotated values saved for their gradient are the buffer itself). Gradients are those
+    of :class:`_Rotate`, computed in float32.
+    """
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor]
+                ) -> torch.Tensor:
+        _rotate_in_place(x, sin, cos)
+        ctx.mark_dirty(x)
+        _save(ctx, sin, cos, x, angles)
+        return x
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        sin, cos, out, angles = _saved(ctx)
+        double = torch.is_grad_enabled()
+        g = grad.to(torch.promote_types(grad.dtype, torch.float32))
+        grad_x = grad_angles = None
+        if ctx.needs_input_grad[0]:
+            grad_x = (_rotate_autograd(g, -sin, cos) if double else _rotate(g, -sin, cos)).to(grad.dtype)
+        if out is not None:
+            g0, g1 = g.unflatten(-1, (-1, 2)).unbind(-1)
+            o0, o1 = out.to(g.dtype).unflatten(-1, (-1, 2)).unbind(-1)
             grad_angles = _sum_to(g1 * o0 - g0 * o1 if double else torch.addcmul(g1 * o0, g0, o1, value=-1.0),
                                   ctx.angle_shape)
         return grad_x, None, None, grad_angles
@@ -219,3 +286,26 @@ def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torc
     if torch.is_grad_enabled() and (x.requires_grad or learn_angles):
         return _Rotate.apply(xf, sin, cos, angles if learn_angles else None).to(dtype)
     return _rotate(xf, sin, cos).to(dtype)
+
+
+def apply_rope_(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
+    """:func:`apply_rope` in place, for sin / cos tables without a basis (axial, RoPE-Mixed, their 2x2 relatives).
+
+    ``x`` may be any strided view, e.g. the queries and keys of a fused ``(3, B, heads, N, head_dim)`` qkv view; it
+    must not be needed by a backward pass in its unrotated form (it is the output of the projection in attention).
+    Autograd-aware: gradients reach what ``x`` was computed from and the table's learned angles.
+
+    Returns:
+        Tensor: ``x``, rotated.
+    """
+    if isinstance(table, BlockRopeTable) or table.basis is not None:
+        raise ValueError("apply_rope_: only sin / cos tables without a basis rotate in place; use apply_rope")
+    sin, cos, angles, _ = table
+    if sin.requires_grad or cos.requires_grad:
+        raise ValueError("apply_rope_: gradients reach the table through RopeTable.angles, not sin / cos "
+                         "(build tables with rope_table)")
+    learn_angles = angles is not None and angles.requires_grad
+    if torch.is_grad_enabled() and (x.requires_grad or learn_angles):
+        return _RotateInPlace.apply(x, sin, cos, angles if learn_angles else None)
+    _rotate_in_place(x, sin, cos)
+    return x

@@ -86,7 +86,8 @@ def test_bad_init_cfg_is_named():
 
 
 def test_recipe_optimizer_settings():
-    """The detection schedule: backbone lr x0.1, no decay on norms (backbone ones too), RoPE freqs, APE."""
+    """The detection schedule: backbone and pyramid lr x0.1, no decay on torch norms and RoPE freqs; APE and pyramid
+    norms decay (detrex)."""
     from mmdet.registry import MODELS
     from mmengine.config import Config
     from mmengine.optim import build_optim_wrapper
@@ -106,9 +107,11 @@ def test_recipe_optimizer_settings():
 
     assert group("backbone.blocks.0.attn.qkv.weight")["lr"] == pytest.approx(1e-5)
     assert group("backbone.blocks.0.attn.qkv.weight")["weight_decay"] == pytest.approx(1e-4)
-    for name in ("backbone.blocks.0.norm1.weight", "backbone.blocks.1.attn.rope.freqs", "backbone.pos_embed"):
+    for name in ("backbone.blocks.0.norm1.weight", "backbone.blocks.1.attn.rope.freqs"):
         assert group(name)["lr"] == pytest.approx(1e-5) and group(name)["weight_decay"] == 0.0, name
-    assert group("neck.0.levels.0.lateral_norm.weight")["weight_decay"] == 0.0
+    # detrex: pos_embed and the pyramid's channel-first LayerNorms decay; the pyramid trains with the backbone (x0.1)
+    for name in ("backbone.pos_embed", "neck.0.levels.0.lateral_norm.weight"):
+        assert group(name)["lr"] == pytest.approx(1e-5) and group(name)["weight_decay"] == pytest.approx(1e-4), name
     assert group("bbox_head.cls_branches.0.weight")["lr"] == pytest.approx(1e-4)
 
 

@@ -77,12 +77,14 @@ def test_instance_mim_train_test(tiny_coco, tmp_path, mim):
 
 @pytest.mark.slow
 def test_tiny_panoptic_model_learns(tmp_path, mim):
-    """Learning, not just running: the tiny RoPE-Swin Mask2Former fits 8 generated images to PQ >= 50 on them, and
-    the inference command draws and writes its segments.
+    """Learning, not just running: the tiny RoPE-Swin Mask2Former fits 8 generated images to PQ >= 80 on them
+    (things >= 70), and the inference command writes its segments with the dataset's category ids.
 
-    About 10 minutes on 2 CPU cores (400 iterations of 2 images); run with --run-slow.
+    One run measured PQ 91.8 after 200 iterations and 95.7 after 400 (things 93.6, stuff 98.8); 0.3 s of CPU per
+    iteration, so about 5 minutes on 2 CPU cores with start-up and evaluation; run with --run-slow.
     """
     pytest.importorskip("panopticapi")
+    import numpy as np
     from panopticapi.utils import rgb2id
     from PIL import Image
 
@@ -95,12 +97,13 @@ def test_tiny_panoptic_model_learns(tmp_path, mim):
     out = mim("train", "mmdet", str(PANOPTIC), "--work-dir", str(work), "--cfg-options",
               "default_hooks.checkpoint.interval=400", *_panoptic_options(root, split="train"), cwd=tmp_path)
     pq = float(re.findall(r"coco_panoptic/PQ: (\d+\.\d+)", out)[-1])
-    assert pq >= 50.0, f"PQ on the training images after 400 iterations: {pq}"
+    pq_things = float(re.findall(r"coco_panoptic/PQ_th: (\d+\.\d+)", out)[-1])
+    assert pq >= 80.0 and pq_things >= 70.0, f"PQ on the training images: {pq} (things {pq_things})"
 
     result = run(PANOPTIC, work / "iter_400.pth", root / "train", out=tmp_path / "pred", progress=False,
                  ann_file=root / "annotations" / "panoptic_train.json")
     pan = json.loads(result.results["panoptic_json"].read_text())
     for entry in pan["annotations"]:
-        ids = rgb2id(__import__("numpy").asarray(Image.open(tmp_path / "pred" / "panoptic" / entry["file_name"])))
+        ids = rgb2id(np.asarray(Image.open(tmp_path / "pred" / "panoptic" / entry["file_name"])))
         assert len(entry["segments_info"]) >= 2 and (ids > 0).mean() > 0.5
     assert {c["category_id"] for e in pan["annotations"] for c in e["segments_info"]} & {101, 102}, "stuff found"

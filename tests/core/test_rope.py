@@ -12,6 +12,7 @@ from ropevit_dense.rope import (
     AxialRoPE,
     MixedRoPE,
     apply_rope,
+    apply_rope_,
     axial_frequencies,
     grid_coords,
     mixed_frequencies,
@@ -146,8 +147,8 @@ def test_double_backward_through_the_rotation():
     x = torch.randn(2, HEADS, 12, HEAD_DIM, dtype=torch.float64, requires_grad=True)
     f = _freqs("mixed").double().requires_grad_(True)
     fixed = rope_table(_freqs("axial").double(), coords)
-    torch.autograd.gradgradcheck(lambda x_, f_: apply_rope(x_, rope_table(f_, coords)), (x, f))
-    torch.autograd.gradgradcheck(lambda x_: apply_rope(x_, fixed), (x,))
+    torch.autograd.gradgradcheck(lambda x_, f_: apply_rope(x_, rope_table(f_, coords)), (x, f), fast_mode=True)
+    torch.autograd.gradgradcheck(lambda x_: apply_rope(x_, fixed), (x,), fast_mode=True)
     # the pattern of a gradient penalty: a loss on the input gradient, then backward
     out = apply_rope(x, rope_table(f, coords))
     (gx,) = torch.autograd.grad((out ** 3).sum(), x, create_graph=True)
@@ -179,3 +180,59 @@ def test_learned_rope_parameters_stay_fp32_through_model_casts(rope_type, cast):
     angles = vit.blocks[0].attn.rope(coords).sin
     vit.bfloat16()
     torch.testing.assert_close(vit.blocks[0].attn.rope(coords).sin, angles, rtol=0, atol=0)
+
+
+def test_in_place_rotation_equals_the_out_of_place_one():
+    """``apply_rope_`` on a strided view of a fused qkv buffer gives the values and the gradients (inputs and learned
+    angles, first and second order) of ``apply_rope``; low-precision storage is rounded once."""
+    g = torch.Generator().manual_seed(0)
+    coords = grid_coords(3, 4)
+    f = _freqs("mixed").double().requires_grad_(True)
+    w = torch.randn(3 * HEADS * HEAD_DIM, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    inp = torch.randn(2, 13, 8, dtype=torch.float64, generator=g)  # 1 prefix token + 12 grid tokens
+
+    def qk(in_place: bool, w_, f_):
+        qkv = (inp @ w_.T).view(2, 13, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        table = rope_table(f_, coords)
+        if in_place:
+            apply_rope_(qkv[:2, :, :, 1:], table)
+            return qkv[:2]
+        return apply_rope(qkv[:2], table.with_prefix(1))
+
+    torch.testing.assert_close(qk(True, w, f), qk(False, w, f))
+    torch.autograd.gradcheck(lambda w_, f_: qk(True, w_, f_), (w, f), fast_mode=True)
+    torch.autograd.gradgradcheck(lambda w_, f_: qk(True, w_, f_), (w, f), fast_mode=True)
+    with torch.no_grad():  # float32 / bfloat16 storage, no autograd
+        x32 = torch.randn(2, HEADS, 12, HEAD_DIM)
+        table = rope_table(_freqs("mixed"), coords)
+        ref = apply_rope(x32, table)
+        torch.testing.assert_close(apply_rope_(x32.clone(), table), ref, rtol=1e-6, atol=1e-6)
+        xb = x32.bfloat16()
+        torch.testing.assert_close(apply_rope_(xb.clone(), table), apply_rope(xb, table), rtol=0, atol=0)
+
+
+def test_attention_rotates_pairs_in_place_and_matches_the_out_of_place_path():
+    """The attention module rotates queries and keys inside its qkv buffer (the cls token left out by shape); its
+    output and gradients equal those of the out-of-place rotation with an identity prefix row."""
+    from ropevit_dense.layers import Attention
+
+    torch.manual_seed(0)
+    attn = Attention(HEADS * HEAD_DIM, HEADS)
+    rope = MixedRoPE(head_dim=HEAD_DIM, num_heads=HEADS)
+    coords = grid_coords(3, 4)
+    x = torch.randn(2, 13, HEADS * HEAD_DIM, requires_grad=True)
+    out = attn(x, rope(coords))
+    q, k, v, _ = attn.project(x, rope(coords).with_prefix(1))  # a full-length table: nothing to leave out
+    with torch.no_grad():
+        qkv = attn.qkv(x).view(2, 13, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        ref_q, ref_k = apply_rope(qkv[:2], rope(coords).with_prefix(1)).unbind(0)
+    torch.testing.assert_close(q, ref_q)
+    torch.testing.assert_close(k, ref_k)
+    ref = attn.proj(torch.nn.functional.scaled_dot_product_attention(q, k, v).transpose(1, 2).reshape(2, 13, -1))
+    torch.testing.assert_close(out, ref)
+    grads = torch.autograd.grad(out.square().sum(), (x, rope.freqs, attn.qkv.weight))
+    ref_grads = torch.autograd.grad(ref.square().sum(), (x, rope.freqs, attn.qkv.weight))
+    for a, b in zip(grads, ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="a RoPE table of 20 positions for 13 tokens"):
+        attn(x, rope(grid_coords(4, 5)))

@@ -139,3 +139,13 @@ def test_detectron2_lazyconfig(tiny_coco, configs, tmp_path):
         _coco_eval(ann, result.results["coco_results"], "segm")
     info = json.loads(result.results["image_info"].read_text())
     assert [c["name"] for c in info["categories"]] == ["square", "disk", "triangle"]
+
+    # a detectron2 .pkl (numpy arrays, as the model zoo's), read with the restricted unpickler: the same predictions
+    import pickle
+
+    pkl = tmp_path / "model_final.pkl"
+    sd = torch.load(ckpt, weights_only=True)["model"]
+    pkl.write_bytes(pickle.dumps({"model": {k: v.numpy() for k, v in sd.items()}, "__author__": "test"}))
+    again = run(configs["detectron2"], pkl, images, out=tmp_path / "out_pkl", score_thr=0.0, batch_size=2,
+                ann_file=ann, progress=False)
+    assert json.loads(again.results["coco_results"].read_text()) == dets
