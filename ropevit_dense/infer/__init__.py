@@ -59,8 +59,8 @@ def run(
         device (str): ``'cpu'``, ``'cuda'``, ``'cuda:1'``, ... Default: ``'cpu'``.
         force (bool): replace outputs of an earlier run. Default: False.
         ann_file: a COCO json (instances or panoptic) whose ``images`` give the image ids (by file name) and whose
-            ``categories`` give the category ids (by class name). Default: the config's test annotation file when
-            it exists; else ids from numeric file names, or 1, 2, ...
+            ``categories`` give the category ids (by class name). Without it, image ids come from numeric file
+            names (else 1, 2, ...) and category ids from the config's test annotation file when it exists.
         cfg_options (Sequence[str]): config overrides ``key=value`` (mmengine ``--cfg-options`` syntax for mmdet /
             mmseg, ``LazyConfig.apply_overrides`` for detectron2), e.g. ``model.test_cfg.panoptic_on=False``.
         progress (bool): show a progress bar. Default: True.

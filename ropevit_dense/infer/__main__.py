@@ -26,7 +26,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu, cuda, cuda:1, ... (default: cpu)")
     parser.add_argument("--ann-file", default=None,
                         help="COCO json (instances or panoptic) giving image ids (by file name) and category ids "
-                             "(by class name); default: the config's test annotation file when it exists")
+                             "(by class name); without it, category ids come from the config's test annotation "
+                             "file when it exists")
     parser.add_argument("--cfg-options", nargs="+", default=[], metavar="KEY=VALUE",
                         help="config overrides, e.g. model.test_cfg.panoptic_on=False")
     parser.add_argument("--force", action="store_true", help="replace outputs of an earlier run")

@@ -85,8 +85,10 @@ def run_mmdet(config: str, checkpoint: str, files: Sequence[Path], *, out: Path,
     inferencer = _inferencer_class()(model=cfg, weights=checkpoint, device=device, show_progress=False)
     meta = inferencer.model.dataset_meta
     classes = list(meta["classes"])
-    coco = load_coco_json(ann_file or _evaluator_ann_file(cfg, "CocoMetric"))
-    ids = image_ids(files, coco)
+    # image ids come from a json the user names; category ids also from the config's test json when it exists
+    user_coco = load_coco_json(ann_file)
+    coco = user_coco or load_coco_json(_evaluator_ann_file(cfg, "CocoMetric"))
+    ids = image_ids(files, user_coco)
     # Mask2Former-style models label things first, then stuff; their instances are things only
     num_things = cfg.model.get("panoptic_fusion_head", {}).get("num_things_classes", len(classes))
     instance_classes = classes[:num_things]

@@ -152,3 +152,21 @@ def test_command_line(tmp_path, mm_checkpoints, configs):
                           str(tmp_path / "out2")], capture_output=True, text=True, timeout=600)
     assert bad.returncode == 2
     assert "error: no images" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def test_config_annotation_file_gives_categories_not_image_ids(tmp_path, tiny_coco, mm_checkpoints, configs):
+    """The config's own test json (here present) maps categories; images outside it still get ids."""
+    import json
+
+    img = _image(tmp_path / "street.png")
+    coco = json.loads((tiny_coco / "annotations" / "instances_val.json").read_text())
+    for cat in coco["categories"]:
+        cat["id"] += 6  # ids 7, 8, 9: not label + 1
+    ann = tmp_path / "instances.json"
+    ann.write_text(json.dumps(coco))
+    result = run(configs["instance"], mm_checkpoints["instance"], img, out=tmp_path / "out", score_thr=0.0,
+                 cfg_options=[f"test_evaluator.ann_file={ann}"], progress=False)
+    info = json.loads(result.results["image_info"].read_text())
+    assert info["images"][0]["id"] == 1 and info["images"][0]["file_name"] == "street.png"
+    assert [c["id"] for c in info["categories"]] == [7, 8, 9]
+    assert {d["category_id"] for d in json.loads(result.results["coco_results"].read_text())} <= {7, 8, 9}
