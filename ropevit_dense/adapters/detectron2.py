@@ -50,8 +50,7 @@ import torch
 from torch import nn
 
 from ..backbones import RoPESwin, RoPEViT
-from ..checkpoints import CheckpointError, LoadReport, load_pretrained
-from ..checkpoints.pickle_safe import is_pickle_file, load_any
+from ..checkpoints import LoadReport, load_pretrained
 from ..checkpoints.zoo import PRETRAINED
 from .d2_checkpoint import SafeDetectionCheckpointer
 
@@ -97,19 +96,7 @@ def _load_weights(model: nn.Module, pretrained: Pretrained, strict: bool) -> Opt
             detail = ", ".join(f"{k}: checkpoint {a!r} vs backbone {b!r}" for k, (a, b) in clash.items())
             raise ValueError(f"pretrained checkpoint '{pretrained}' does not fit this backbone ({detail})")
         source = spec.source
-    if not is_pickle_file(source):
-        report = load_pretrained(model, source, strict=strict)
-        logger.info("%s", report)
-        return report
-    # a detectron2 .pkl (model zoo, or written by tools/convert_checkpoint.py --format d2): read with the restricted
-    # unpickler; load_pretrained reads torch / safetensors files only
-    name = os.fspath(source)
-    checkpoint = load_any(source)
-    try:
-        report = load_pretrained(model, checkpoint, strict=strict)
-    except CheckpointError as exc:
-        raise CheckpointError(str(exc).replace("'<dict>'", f"'{name}'")) from None
-    report.source = name
+    report = load_pretrained(model, source, strict=strict)  # .pkl files too, through the restricted unpickler
     logger.info("%s", report)
     return report
 

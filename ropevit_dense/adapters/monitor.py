@@ -7,8 +7,8 @@ the work dir, with the batch's largest input height and width, so growth can be 
     custom_hooks = [dict(type='RoPEResourceMonitorHook', interval=1)]   # <work_dir>/resources.jsonl
     {"iter": 1, "time": 0.52, "rss_mb": 812.4, "height": 160, "width": 267}
 
-:func:`flatness` summarises such a record (medians of a window after warm-up and of the end; a least-squares
-slope of memory per 1000 iterations).
+:func:`flatness` summarises such a record (medians of the first and the last quarter after warm-up; the growth
+of a least-squares line through the memory figures).
 """
 
 from __future__ import annotations
@@ -70,25 +70,30 @@ class RoPEResourceMonitorHook(Hook):
             f.write(json.dumps(record) + "\n")
 
 
-def flatness(records: Sequence[dict], *, warmup: float = 0.1) -> dict:
+def flatness(records: Sequence[dict], *, warmup: float = 0.1, min_warmup: int = 100) -> dict:
     """Memory and time trends of a :class:`RoPEResourceMonitorHook` record, after dropping the warm-up.
+
+    The warm-up (``max(min_warmup, warmup * len(records))`` iterations) covers the allocator's pools filling up
+    and the first sight of each input scale; resident memory of the tiny DINO rises for about 50 iterations.
 
     Returns:
         dict: ``rss_start_mb`` / ``rss_end_mb`` (medians of the first and last quarter after warm-up),
-        ``rss_slope_mb_per_1k`` (least squares over everything after warm-up), ``time_start`` / ``time_end``
-        (median seconds per iteration of the same quarters), ``shapes`` (distinct batch sizes seen).
+        ``rss_fit_growth_mb`` (growth over the measured iterations on a least-squares line), ``time_start`` /
+        ``time_end`` (median seconds per iteration of the same quarters), ``measured`` (iterations after warm-up),
+        ``shapes`` (distinct batch sizes seen).
     """
     rows = sorted(records, key=lambda r: r["iter"])
-    rows = rows[int(len(rows) * warmup):]
+    rows = rows[max(min_warmup, int(len(rows) * warmup)):]
     if len(rows) < 8:
         raise ValueError(f"need at least 8 recorded iterations after warm-up, got {len(rows)}")
     quarter = len(rows) // 4
     head, tail = rows[:quarter], rows[-quarter:]
     its = np.array([r["iter"] for r in rows], float)
     rss = np.array([r["rss_mb"] for r in rows], float)
-    slope = float(np.polyfit(its, rss, 1)[0]) * 1000.0
+    slope = float(np.polyfit(its, rss, 1)[0])
     return {"rss_start_mb": float(np.median([r["rss_mb"] for r in head])),
-            "rss_end_mb": float(np.median([r["rss_mb"] for r in tail])), "rss_slope_mb_per_1k": slope,
+            "rss_end_mb": float(np.median([r["rss_mb"] for r in tail])),
+            "rss_fit_growth_mb": slope * float(its[-1] - its[0]),
             "time_start": float(np.median([r["time"] for r in head])),
-            "time_end": float(np.median([r["time"] for r in tail])),
+            "time_end": float(np.median([r["time"] for r in tail])), "measured": len(rows),
             "shapes": len({(r["height"], r["width"]) for r in records})}

@@ -37,6 +37,13 @@ class UnsafeCheckpointError(CheckpointError):
     """A pickle-based checkpoint references globals outside the allowlist (it could run code when loaded)."""
 
 
+def unsafe_message(path: Any, names: str) -> str:
+    """The wording of :class:`UnsafeCheckpointError`, shared by every loader of this package."""
+    return (f"refusing to load '{path}': its pickle references globals outside the allowlist ({names}). "
+            "Unpickling it could run arbitrary code, so it is not loaded. If you trust the file, re-save its "
+            "tensors as a plain state dict (or .safetensors) in a trusted environment.")
+
+
 def _numpy_globals() -> list[Any]:
     """The numpy pieces needed to rebuild the arrays that mmengine's ``HistoryBuffer`` stores."""
     import numpy as np
@@ -118,11 +125,7 @@ def _torch_load(path: Path, map_location: Any, extra_globals: Iterable[Any]) -> 
         if not offending:
             offending = re.findall(r"Unsupported global: GLOBAL ([\w.]+)", str(exc))
         names = ", ".join(offending) if offending else "an unsupported pickle construct"
-        raise UnsafeCheckpointError(
-            f"refusing to load '{path}': its pickle references globals outside the allowlist ({names}). "
-            "Unpickling it could run arbitrary code, so it is not loaded. If you trust the file, re-save its "
-            "tensors as a plain state dict (or .safetensors) in a trusted environment."
-        ) from None
+        raise UnsafeCheckpointError(unsafe_message(path, names)) from None
     except Exception as exc:  # noqa: BLE001 - a damaged file fails in the zip reader or the unpickler, any type
         raise CheckpointError(f"cannot read checkpoint '{path}': it is corrupt or not a torch file ({exc})") from None
 

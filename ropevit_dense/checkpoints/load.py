@@ -16,7 +16,8 @@ from ..layers import resize_rel_pos
 from ..rope import PAIR_ROPE_TYPES, is_rope_parameter
 from .families import family_to_ours
 from .formats import StateDict, select_prefix, state_dict_of, swin_to_ours, unwrap, vit_to_ours
-from .io import CheckpointError, load_file
+from .io import CheckpointError
+from .pickle_safe import load_any
 
 logger = logging.getLogger(__name__)
 
@@ -225,7 +226,8 @@ def load_pretrained(
 
     Args:
         model: the backbone.
-        checkpoint: local path, URL, ``hf://owner/repo[/file]`` id, or an already loaded checkpoint dict.
+        checkpoint: local path, URL, ``hf://owner/repo[/file]`` id (torch files, ``.safetensors`` and plain-pickle
+            ``.pkl`` files, all read without running code), or an already loaded checkpoint dict.
         strict (bool): raise :class:`CheckpointError` (with the report) when any key is missing, unexpected
             or of the wrong shape. With False, load what matches and return the report. Default: True.
         prefix (str | None): take only the keys under this prefix (e.g. ``'backbone.net.'``, ``'teacher.'``),
@@ -237,7 +239,7 @@ def load_pretrained(
     from ..backbones import RoPESwin, RoPEViT  # local: backbones import nothing from here
 
     source = "<dict>" if isinstance(checkpoint, Mapping) else os.fspath(checkpoint)
-    obj = checkpoint if isinstance(checkpoint, Mapping) else load_file(checkpoint)
+    obj = checkpoint if isinstance(checkpoint, Mapping) else load_any(checkpoint)
     try:
         sd = unwrap(obj) if prefix is None else select_prefix(state_dict_of(obj), prefix)
     except (TypeError, KeyError) as exc:

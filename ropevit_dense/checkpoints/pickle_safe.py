@@ -24,7 +24,15 @@ from typing import Any
 
 import torch
 
-from .io import CheckpointError, PathLike, UnsafeCheckpointError, load_file, mmengine_safe_globals, resolve
+from .io import (
+    CheckpointError,
+    PathLike,
+    UnsafeCheckpointError,
+    load_file,
+    mmengine_safe_globals,
+    resolve,
+    unsafe_message,
+)
 
 PICKLE_SUFFIXES = (".pkl", ".pickle")
 
@@ -98,13 +106,6 @@ class _RefusedGlobal(pickle.UnpicklingError):
     def __init__(self, name: str) -> None:
         super().__init__(name)
         self.name = name
-
-
-def unsafe_message(path: Any, names: str) -> str:
-    """The wording of :class:`~.io.UnsafeCheckpointError`, shared by every loader of this package."""
-    return (f"refusing to load '{path}': its pickle references globals outside the allowlist ({names}). "
-            "Unpickling it could run arbitrary code, so it is not loaded. If you trust the file, re-save its "
-            "tensors as a plain state dict (or .safetensors) in a trusted environment.")
 
 
 def load_pickle(source: PathLike, *, encoding: str = "latin1") -> Any:

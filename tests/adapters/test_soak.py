@@ -9,16 +9,20 @@ machine (two trainings on 2 cores slow each other 10-20 fold). The exact command
 
 ``ROPEVIT_SOAK_ITERS=200`` runs a short version (the same checks, on fewer iterations). ``-s`` prints the summary.
 
-Tolerances, after a warm-up of 10% of the iterations (allocator pools, the first sight of each scale):
-resident memory, median of the last quarter vs the first quarter, may grow by at most 32 MiB, and its
-least-squares slope must stay under 16 MiB per 1000 iterations (a leak of 16 KiB per iteration); the median
-time per iteration of the last quarter may be at most 1.25 x that of the first quarter.
+Tolerances, after a warm-up of 10% of the iterations and at least 100 (the allocator's pools fill up and every
+scale is seen; the tiny DINO's resident memory rises for about 50 iterations, then stays within +-20 MiB):
+resident memory may grow by at most 32 MiB, both as the median of the last quarter against the first quarter
+and along a least-squares line through all measured iterations (over 1800 iterations: a leak of about 18 KiB
+per iteration); the median time per iteration of the last quarter may be at most 1.25 x that of the first.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -29,13 +33,14 @@ from ropevit_dense.adapters.monitor import flatness  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY = ROOT / "configs/detection/mmdet/tiny/dino-4scale_ropevit-tiny-mixed-guarded_1xb4-800i_tinycoco.py"
-MAX_RSS_GROWTH_MB, MAX_RSS_SLOPE_MB_PER_1K, MAX_TIME_RATIO = 32.0, 16.0, 1.25
+MIM = shutil.which("mim", path=str(Path(sys.executable).parent)) or shutil.which("mim")
+MAX_RSS_GROWTH_MB, MAX_TIME_RATIO = 32.0, 1.25
 
 
 def assert_flat(summary: dict) -> None:
     growth = summary["rss_end_mb"] - summary["rss_start_mb"]
     assert growth <= MAX_RSS_GROWTH_MB, f"resident memory grew by {growth:.1f} MiB: {summary}"
-    assert summary["rss_slope_mb_per_1k"] <= MAX_RSS_SLOPE_MB_PER_1K, f"memory keeps growing: {summary}"
+    assert summary["rss_fit_growth_mb"] <= MAX_RSS_GROWTH_MB, f"memory keeps growing: {summary}"
     assert summary["time_end"] <= MAX_TIME_RATIO * summary["time_start"], f"iterations slow down: {summary}"
 
 
@@ -49,6 +54,8 @@ def test_the_flatness_check_catches_growth():
     assert_flat(flatness(_series(2000, rss=lambda i: 800.0 + (i % 13))))
     with pytest.raises(AssertionError, match="resident memory grew"):
         assert_flat(flatness(_series(2000, rss=lambda i: 800.0 + 0.05 * i)))  # 50 KiB per iteration
+    with pytest.raises(AssertionError, match="keeps growing"):  # 20 KiB per iteration under +-30 MiB of noise
+        assert_flat(flatness(_series(2000, rss=lambda i: 800.0 + 0.02 * i + 30 * ((i * 7919) % 11 == 0))))
     with pytest.raises(AssertionError, match="slow down"):
         assert_flat(flatness(_series(2000, time=lambda i: 0.5 + i / 2000)))
     with pytest.raises(ValueError, match="at least 8"):
@@ -56,7 +63,7 @@ def test_the_flatness_check_catches_growth():
 
 
 @pytest.mark.slow
-def test_soak_tiny_dino_multiscale(tmp_path, mim):
+def test_soak_tiny_dino_multiscale(tmp_path):
     from ropevit_dense.data import make_coco
 
     iters = int(os.environ.get("ROPEVIT_SOAK_ITERS", "2000"))
@@ -66,12 +73,14 @@ def test_soak_tiny_dino_multiscale(tmp_path, mim):
     cfg.write_text(f"_base_ = [{str(TINY)!r}]\n"
                    "custom_hooks = [dict(type='RoPEDataCheckHook'), dict(type='RoPEResourceMonitorHook')]\n")
     r = f"{root}/"
-    mim("train", "mmdet", str(cfg), "--work-dir", str(tmp_path / "work"), "--cfg-options",
-        f"train_cfg.max_iters={iters}", f"train_cfg.val_interval={iters + 1}", "default_hooks.logger.interval=100",
-        f"default_hooks.checkpoint.interval={iters + 1}", "default_hooks.checkpoint.save_last=False",
-        f"param_scheduler.0.milestones=[{iters + 1}]", f"train_dataloader.dataset.data_root={r}",
-        f"val_dataloader.dataset.data_root={r}", f"val_evaluator.ann_file={r}annotations/instances_val.json",
-        cwd=tmp_path)
+    cmd = [MIM, "train", "mmdet", str(cfg), "--work-dir", str(tmp_path / "work"), "--cfg-options",
+           f"train_cfg.max_iters={iters}", f"train_cfg.val_interval={iters + 1}", "default_hooks.logger.interval=100",
+           f"default_hooks.checkpoint.interval={iters + 1}", "default_hooks.checkpoint.save_last=False",
+           f"param_scheduler.0.milestones=[{iters + 1}]", f"train_dataloader.dataset.data_root={r}",
+           f"val_dataloader.dataset.data_root={r}", f"val_evaluator.ann_file={r}annotations/instances_val.json"]
+    # about 0.5 s per iteration on a quiet 2-core machine; the limit only stops a hung run
+    proc = subprocess.run(cmd, cwd=tmp_path, capture_output=True, text=True, timeout=600 + 10 * iters)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     records = [json.loads(line) for line in (tmp_path / "work" / "resources.jsonl").read_text().splitlines()]
     assert len(records) == iters
     summary = flatness(records)
