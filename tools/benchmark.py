@@ -22,6 +22,7 @@ Examples::
     python tools/benchmark.py                                   # ViT-B/16, modes none/axial/mixed, 224/512/1024
     python tools/benchmark.py --sizes 1024 --layouts vitdet     # ViTDet-B layout (window 14, global 2,5,8,11)
     python tools/benchmark.py --arch swin-t --sizes 224,512 --md bench.md --csv bench.csv --plot bench.png
+    python tools/benchmark.py --sizes 512,1024 --layouts vitdet --compile   # eager and compiled, speed-up column
     python tools/benchmark.py --arch dinov3-b --modes none,axial    # DINOv3-B: its RoPE against the floor
     python tools/benchmark.py --arch eva02-b --modes none,ape,axial  # EVA-02-B: APE, APE + RoPE, floor
     python tools/benchmark.py --sizes 160,320 --batch 2 \
@@ -134,7 +135,7 @@ def build(spec: dict):
 
         cfg = load_config(spec["config"], floor=spec["mode"] == "none")
         torch.manual_seed(0)
-        return MODELS.build(cfg.model).eval().to(spec["device"])
+        return _maybe_compile(MODELS.build(cfg.model).eval().to(spec["device"]), spec)
     cls_name, kwargs = ARCHS[spec["arch"]]
     kwargs = {**kwargs, **MODES[spec["mode"]]}
     if cls_name == "RoPEViT":
@@ -148,7 +149,16 @@ def build(spec: dict):
         if kwargs.pop("use_ape", False):
             raise ValueError(f"position mode '{spec['mode']}' (absolute embedding) is for ViT backbones")
     torch.manual_seed(0)
-    return getattr(backbones, cls_name)(**kwargs).eval().to(spec["device"])
+    return _maybe_compile(getattr(backbones, cls_name)(**kwargs).eval().to(spec["device"]), spec)
+
+
+def _maybe_compile(model, spec: dict):
+    """``--compile`` rows: the model under ``torch.compile`` (inductor, static shapes; compiled in the warm-up)."""
+    if not spec.get("compile"):
+        return model
+    import torch
+
+    return torch.compile(model, backend="inductor", dynamic=False)
 
 
 def _forward(model, x, bf16: bool):
@@ -234,15 +244,26 @@ def run_isolated(spec: dict) -> dict:
 
 def markdown(rows: list[dict]) -> str:
     """One row per run; the ratio columns compare with the 'none' mode of the same arch / layout / size."""
-    floor = {(r["arch"], r["layout"], r["size"]): r for r in rows if r["mode"] == "none"}
+    def key(r: dict) -> tuple:
+        return r["arch"], r["layout"], r["size"], bool(r.get("compile"))
+
+    floor = {key(r): r for r in rows if r["mode"] == "none"}
+    eager = {(*key(r)[:3], r["mode"]): r for r in rows if not r.get("compile")}
+    compiled = any(r.get("compile") for r in rows)  # --compile: a speed-up column against the eager row
     lines = ["| backbone | layout | position | input | median latency (s) | x floor | peak mem. increase (MB) "
-             "| x floor | throughput (img/s) |", "|---|---|---|---|---|---|---|---|---|"]
+             "| x floor | throughput (img/s) |" + (" speed-up over eager |" if compiled else ""),
+             "|---|---|---|---|---|---|---|---|---|" + ("---|" if compiled else "")]
     for r in rows:
-        f = floor.get((r["arch"], r["layout"], r["size"]))
+        f = floor.get(key(r))
         t_ratio = f"{r['median_s'] / f['median_s']:.3f}" if f else "-"
         m_ratio = f"{r['peak_increase_mb'] / f['peak_increase_mb']:.2f}" if f and f["peak_increase_mb"] > 0 else "-"
-        lines.append(f"| {r['arch']} | {r['layout']} | {r['mode']} | {r['size']}x{r['size']} | {r['median_s']:.3f} "
-                     f"| {t_ratio} | {r['peak_increase_mb']:.0f} | {m_ratio} | {r['throughput']:.2f} |")
+        mode = f"{r['mode']} (compiled)" if r.get("compile") else r["mode"]
+        line = (f"| {r['arch']} | {r['layout']} | {mode} | {r['size']}x{r['size']} | {r['median_s']:.3f} "
+                f"| {t_ratio} | {r['peak_increase_mb']:.0f} | {m_ratio} | {r['throughput']:.2f} |")
+        if compiled:
+            e = eager.get((*key(r)[:3], r["mode"])) if r.get("compile") else None
+            line += f" {e['median_s'] / r['median_s']:.2f} |" if e else " - |"
+        lines.append(line)
     return "\n".join(lines)
 
 
@@ -256,7 +277,8 @@ def plot(rows: list[dict], path: Path) -> None:
 
     groups: dict[tuple, list[dict]] = {}
     for r in rows:
-        groups.setdefault((r["arch"], r["layout"], r["mode"]), []).append(r)
+        groups.setdefault((r["arch"], r["layout"], r["mode"] + (" (compiled)" if r.get("compile") else "")),
+                          []).append(r)
     models = list(dict.fromkeys((a, lay) for a, lay, _ in groups))
     modes = list(dict.fromkeys(m for _, _, m in groups))
     ncol = 2 if len(models) > 1 else 4
@@ -303,6 +325,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--jobs", type=int, default=2, help="memory-measuring subprocesses run at once (default 2)")
     p.add_argument("--device", default="cpu")
     p.add_argument("--bf16", action="store_true", help="autocast to bfloat16")
+    p.add_argument("--compile", action="store_true",
+                   help="also time every row under torch.compile (inductor, static shapes), next to its eager row; "
+                        "the table gets a speed-up column (compilation happens in the warm-up)")
     p.add_argument("--md", type=Path, help="write the markdown table here")
     p.add_argument("--csv", type=Path, help="write the rows as CSV here")
     p.add_argument("--plot", type=Path, help="write a PNG of latency and memory against input size here")
@@ -323,6 +348,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         p.error(f"--sizes must be a comma list of integers, got '{args.sizes}'")
     if any(s < 32 for s in args.size_list) or args.repeats < 1 or args.batch < 1 or args.jobs < 1:
         p.error("sizes must be >= 32, --repeats >= 1, --batch >= 1 and --jobs >= 1")
+    if args.compile and args.warmup < 1:
+        p.error("--compile needs --warmup >= 1: the first call compiles")
     for path in args.config:
         if not Path(path).is_file() or Path(path).suffix != ".py":
             p.error(f"--config '{path}' is not an existing .py config file")
@@ -340,7 +367,7 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def row_groups(args: argparse.Namespace) -> list[list[dict]]:
     """The benchmark rows, in groups timed round-robin together (one input size of one backbone / config each)."""
-    common = dict(threads=args.threads, device=args.device, bf16=args.bf16, batch=args.batch)
+    common = dict(threads=args.threads, device=args.device, bf16=args.bf16, batch=args.batch, compile=False)
     groups = []
     if args.arch:
         for lay in args.layouts.split(","):
@@ -353,6 +380,8 @@ def row_groups(args: argparse.Namespace) -> list[list[dict]]:
         for size in args.size_list:
             groups.append([dict(arch=Path(path).stem, mode=m, layout="model", size=size,
                                 config=str(Path(path).resolve()), **common) for m in modes])
+    if args.compile:  # each compiled row is timed round-robin with its eager twin
+        groups = [specs + [dict(spec, compile=True) for spec in specs] for specs in groups]
     return groups
 
 
