@@ -111,7 +111,8 @@ def run_mmdet(config: str, checkpoint: str, files: Sequence[Path], *, out: Path,
             if panoptic:
                 entry = _write_panoptic(pred, ids[i], files[i], out, classes, pan_cat_ids, result)
                 panoptic_annotations.append(entry)
-                del pred.pred_instances  # the overlay shows the panoptic segmentation alone
+                if "pred_instances" in pred:
+                    del pred.pred_instances  # the overlay shows the panoptic segmentation alone
                 if not entry["segments_info"]:  # mmdet's visualizer fails on a map without any segment
                     del pred.pred_panoptic_seg
             elif "pred_instances" in pred:
