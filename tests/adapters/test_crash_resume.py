@@ -63,11 +63,11 @@ def _options(framework: str, root: Path, hook: str) -> list[str]:
 
 
 def _train_cmd(framework: str, work: Path, root: Path, *, max_iters: int, resume: bool = False,
-               hook: str = "RoPECheckpointHook") -> list[str]:
+               hook: str = "RoPECheckpointHook", extra: tuple = ()) -> list[str]:
     assert MIM, "the mim command is not installed"
     cfg = DET if framework == "mmdet" else SEG
     return [MIM, "train", framework, str(cfg), "--work-dir", str(work), *(["--resume"] if resume else []),
-            "--cfg-options", f"train_cfg.max_iters={max_iters}", *_options(framework, root, hook)]
+            "--cfg-options", f"train_cfg.max_iters={max_iters}", *_options(framework, root, hook), *extra]
 
 
 def _run(cmd: list[str], cwd: Path, log: Path) -> tuple[int, str]:
@@ -104,10 +104,11 @@ def reference(tiny_coco, tiny_ade20k, tmp_path_factory):
     return runs
 
 
-def _kill_at_random_point(cmd: list[str], cwd: Path, log: Path, rng: random.Random) -> str:
-    """Start ``cmd``; once iteration ``k`` (random, 2..4) is logged, wait a random fraction of a second, SIGKILL
-    the whole process group (mim and its training child). Returns what was killed when."""
-    target, delay = rng.randint(2, 4), rng.uniform(0.0, 0.8)
+def _kill_at_random_point(cmd: list[str], cwd: Path, log: Path, rng: random.Random, first: int = 2,
+                          last: int = 4) -> str:
+    """Start ``cmd``; once iteration ``k`` (random, ``first``..``last``) is logged, wait a random fraction of a
+    second, SIGKILL the whole process group (mim and its training child). Returns what was killed when."""
+    target, delay = rng.randint(first, last), rng.uniform(0.0, 0.8)
     with open(log, "w") as out:
         proc = subprocess.Popen(cmd, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, start_new_session=True,
                                 env={**os.environ, "OMP_NUM_THREADS": "1"})
@@ -148,10 +149,36 @@ def test_sigkill_then_resume_continues_the_loss_curve(framework, reference, tmp_
     assert "not resuming from" not in text, info
 
 
+@pytest.mark.slow
+@pytest.mark.parametrize("framework", ["mmdet", "mmseg"])
+def test_killed_twice_in_a_longer_run(framework, tiny_coco, tiny_ade20k, tmp_path):
+    """20 iterations, a checkpoint every 3 and only the latest kept (mmengine deletes it before writing the next):
+    killed at a random point twice, resumed twice, the curve is the uninterrupted one. About 4 minutes."""
+    root = tiny_coco if framework == "mmdet" else tiny_ade20k
+    extra = ("default_hooks.checkpoint.interval=3", "default_hooks.checkpoint.max_keep_ckpts=1")
+    rc, text = _run(_train_cmd(framework, tmp_path / "ref", root, max_iters=20, extra=extra), tmp_path,
+                    tmp_path / "ref.txt")
+    assert rc == 0, text[-3000:]
+    ref = _losses(text)
+    seed = int.from_bytes(os.urandom(4), "little")
+    rng, work, info = random.Random(seed), tmp_path / "work", f"{framework}, seed {seed}"
+    for n, (first, last, resume) in enumerate(((3, 9, False), (11, 17, True))):
+        cmd = _train_cmd(framework, work, root, max_iters=20, resume=resume, extra=extra)
+        info += "; " + _kill_at_random_point(cmd, tmp_path, tmp_path / f"killed{n}.txt", rng, first, last)
+    steps = [int(p.stem.split("_")[1]) for p in work.glob("iter_*.pth") if checkpoint_problem(str(p)) is None]
+    last = max(steps, default=0)
+    rc, text = _run(_train_cmd(framework, work, root, max_iters=20, resume=True, extra=extra), tmp_path,
+                    tmp_path / "resumed.txt")
+    assert rc == 0, f"{info}\n{text[-3000:]}"
+    assert f"resumed epoch: 0, iter: {last}" in text, info
+    if last < 20:
+        _assert_same_curve(_losses(text), ref, last + 1)
+
+
 @pytest.mark.parametrize("hook", [
     "RoPECheckpointHook",
-    pytest.param("CheckpointHook", marks=pytest.mark.xfail(strict=True, reason="mmengine 0.10.7 resumes from the "
-                                                           "file last_checkpoint names, even a truncated one")),
+    pytest.param("CheckpointHook", marks=[pytest.mark.slow, pytest.mark.xfail(
+        strict=True, reason="mmengine 0.10.7 resumes from the file last_checkpoint names, even a truncated one")]),
 ])
 def test_truncated_latest_checkpoint_falls_back_to_the_previous(hook, reference, tmp_path):
     """iter_4.pth cut short (as a killed save leaves it) and named in last_checkpoint: resume from iter_2."""
