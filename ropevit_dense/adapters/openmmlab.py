@@ -12,6 +12,7 @@ from typing import Any, Optional
 
 from mmengine.logging import print_log
 from mmengine.model import BaseModule
+from timm.layers import LayerNorm2d
 
 from ..backbones import RoPESwin, RoPEViT
 from ..checkpoints import allow_mmengine_checkpoints, load_pretrained
@@ -82,11 +83,33 @@ class MMSimplePyramid(SimplePyramid, BaseModule):
         self.init_cfg = init_cfg
 
 
-MODEL_CLASSES = {"RoPEViT": MMRoPEViT, "RoPESwin": MMRoPESwin, "RoPESimplePyramid": MMSimplePyramid}
+class RoPELN2d(LayerNorm2d):
+    """LayerNorm over the channels of ``(B, C, H, W)`` maps (timm ``LayerNorm2d``): ``norm_cfg=dict(type="RoPELN2d")``.
+
+    ViTDet's box and mask heads (detectron2 ``conv_norm="LN"``) normalise each position of an NCHW map over its
+    channels, which mmcv's ``LN`` (over the last axis) does not do. mmcv's ``build_norm_layer`` passes ``eps=1e-5``
+    unless the config gives one, so configs mirroring detectron2 write ``dict(type='RoPELN2d', eps=1e-6)``. The
+    project prefix keeps it apart from other ``LN2d`` registrations (mmdet's ViTDet project has one).
+
+    Args:
+        num_channels (int): C.
+        eps (float): added to the variance. Default: 1e-6 (detectron2's ``LayerNorm``).
+        affine (bool): learnable weight and bias. Default: True.
+    """
+
+    _abbr_ = "ln"  # mmcv names the built layer ``ln`` / ``ln1`` ... as for its own LayerNorm
+
+    def __init__(self, num_channels: int, eps: float = 1e-6, affine: bool = True) -> None:
+        super().__init__(num_channels, eps=eps, affine=affine)
+
+
+MODEL_CLASSES = {"RoPEViT": MMRoPEViT, "RoPESwin": MMRoPESwin, "RoPESimplePyramid": MMSimplePyramid,
+                 "RoPELN2d": RoPELN2d}
 
 
 def register_into(models_registry, constructors_registry) -> None:
-    """Register (once) the backbones, the neck and the optimizer constructor into one framework's registries."""
+    """Register (once) the backbones, the neck, the channel LayerNorm and the optimizer constructor into one
+    framework's registries."""
     for name, cls in MODEL_CLASSES.items():
         if models_registry.get(name) is not cls:
             models_registry.register_module(name=name, module=cls)

@@ -6,8 +6,7 @@
 # weight 1.
 _base_ = ['mmdet::_base_/models/cascade-mask-rcnn_r50_fpn.py']
 
-custom_imports = dict(imports=['ropevit_dense.adapters.mmdet', 'ropevit_dense.adapters.mmdet_norm'],
-                      allow_failed_imports=False)
+custom_imports = dict(imports=['ropevit_dense.adapters.mmdet'], allow_failed_imports=False)
 
 norm_cfg = dict(type='RoPELN2d', eps=1e-6, requires_grad=True)
 

@@ -7,8 +7,7 @@
 # Inputs are padded to 1024 x 1024 with the mean colour in training and testing (detectron2's square_pad=1024).
 _base_ = ['mmdet::_base_/models/mask-rcnn_r50_fpn.py']
 
-custom_imports = dict(imports=['ropevit_dense.adapters.mmdet', 'ropevit_dense.adapters.mmdet_norm'],
-                      allow_failed_imports=False)
+custom_imports = dict(imports=['ropevit_dense.adapters.mmdet'], allow_failed_imports=False)
 
 norm_cfg = dict(type='RoPELN2d', eps=1e-6, requires_grad=True)
 model = dict(
