@@ -38,6 +38,8 @@ model.backbone = L(RoPEViTDetBackbone)(
         drop_path_rate=0.1,
         rope_type="mixed",
         use_ape=False,
+        ape_antialias=False,  # detectron2's get_abs_pos: plain bicubic
+        window_padding="zero",  # as detectron2's ViT: zero tokens pad the windows and attend as keys
         out_feature="last_feat",
         pretrained="rope_mixed_deit_base_patch16_LS",
     ),

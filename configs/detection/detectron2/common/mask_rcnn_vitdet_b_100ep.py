@@ -1,7 +1,7 @@
 # Mask R-CNN on a RoPE-ViT-B/16 ViTDet backbone, COCO, LSJ 1024, 100 epochs: detectron2's ViTDet recipe
 # (projects/ViTDet/configs/COCO/mask_rcnn_vitdet_b_100ep.py) with its ViT replaced by RoPEViT. Backbone: window 14
-# in all blocks but 2, 5, 8, 11 (global), drop path 0.1, no relative position bias, no cls token; detectron2's
-# simple feature pyramid (scales 4, 2, 1, 0.5 + max-pooled p6, LN, 256 channels, square padding to 1024).
+# in all blocks but 2, 5, 8, 11 (global), zero-padded windows (ViTDet), drop path 0.1, no relative position bias,
+# no cls token; detectron2's simple feature pyramid (scales 4, 2, 1, 0.5 + max-pooled p6, LN, 256 channels, square padding to 1024).
 # Schedule: 184,375 iterations at batch 64 (100 epochs of 118k images), AMP; AdamW lr 1e-4, weight decay 0.1
 # (none on norms, the absolute position embedding and RoPE-Mixed frequencies), layer-wise lr decay 0.7, lr x0.1 at
 # 88.9% and 96.3% of the run after 250 warm-up iterations. The configs in the parent folder choose the position
@@ -30,6 +30,8 @@ model.backbone.net = L(RoPEViTBackbone)(
     drop_path_rate=0.1,
     rope_type="mixed",
     use_ape=False,
+    ape_antialias=False,  # detectron2's get_abs_pos: plain bicubic
+    window_padding="zero",  # as detectron2's ViT: zero tokens pad the windows and attend as keys
     out_feature="last_feat",
     pretrained=None,
 )
