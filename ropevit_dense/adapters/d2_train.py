@@ -78,8 +78,9 @@ def register_coco_datasets(specs: list[list[str]]) -> None:
         register_coco_instances(name, {}, json_file, image_dir)
 
 
-def _drop_pretrained(node: Any) -> list[str]:
-    """Set every ``pretrained`` argument in a model config to None; returns what was dropped."""
+def drop_pretrained(node: Any) -> list[str]:
+    """Set every ``pretrained`` argument in a LazyConfig model to None (a whole-detector checkpoint then holds all
+    weights); returns what was dropped."""
     dropped = []
     if isinstance(node, DictConfig):
         for key in list(node.keys()):
@@ -87,10 +88,10 @@ def _drop_pretrained(node: Any) -> list[str]:
                 dropped.append(str(node[key]))
                 node[key] = None
             else:
-                dropped += _drop_pretrained(node[key])
+                dropped += drop_pretrained(node[key])
     elif isinstance(node, ListConfig):
         for item in node:
-            dropped += _drop_pretrained(item)
+            dropped += drop_pretrained(item)
     return dropped
 
 
@@ -183,7 +184,7 @@ def main(args: argparse.Namespace) -> Optional[dict]:
         check_amp(cfg)
     _setup(cfg, args)
     if args.eval_only or resuming:
-        dropped = _drop_pretrained(cfg.model)
+        dropped = drop_pretrained(cfg.model)
         if dropped:
             logger.info("not loading pretrained backbone weights %s: the checkpoint replaces them", dropped)
     if not args.eval_only:

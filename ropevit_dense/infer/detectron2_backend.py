@@ -35,21 +35,6 @@ from .mm_common import check_fits, read_checkpoint, state_dict_of
 logger = logging.getLogger("ropevit_dense.infer")
 
 
-def _without_pretrained(node: Any) -> None:
-    """Set every ``pretrained`` argument of a LazyConfig model to None (the checkpoint holds all weights)."""
-    from omegaconf import DictConfig, ListConfig
-
-    if isinstance(node, DictConfig):
-        for key in list(node.keys()):
-            if key == "pretrained":
-                node[key] = None
-            else:
-                _without_pretrained(node[key])
-    elif isinstance(node, ListConfig):
-        for item in node:
-            _without_pretrained(item)
-
-
 def _metadata(cfg: Any, coco: Optional[dict], num_classes: Optional[int]) -> tuple[list[str], list[int]]:
     """Class names and dataset category ids of the model's labels.
 
@@ -89,6 +74,8 @@ def run_detectron2(config: str, checkpoint: str, files: Sequence[Path], *, out: 
         from detectron2.data.catalog import Metadata
         from detectron2.evaluation.coco_evaluation import instances_to_coco_json
         from detectron2.utils.visualizer import Visualizer
+
+        from ..adapters.d2_train import drop_pretrained
     except ImportError as exc:
         raise InferError(f"'{config}' is a detectron2 LazyConfig, but detectron2 cannot be imported ({exc}); it "
                          "is not on PyPI: install it from its source, see configs/detection/detectron2/README.md"
@@ -100,7 +87,7 @@ def run_detectron2(config: str, checkpoint: str, files: Sequence[Path], *, out: 
     cfg = LazyConfig.load(config)
     if cfg_options:
         cfg = LazyConfig.apply_overrides(cfg, list(cfg_options))
-    _without_pretrained(cfg.model)
+    drop_pretrained(cfg.model)  # the checkpoint holds every weight
     model = instantiate(cfg.model)
     sd = state_dict_of(read_checkpoint(checkpoint))
     check_fits(model, sd, weights=checkpoint, config=config)

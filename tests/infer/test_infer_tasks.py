@@ -120,11 +120,11 @@ def test_detectron2_lazyconfig(tiny_coco, configs, tmp_path):
     import torch
     from detectron2.config import LazyConfig, instantiate
 
+    from ropevit_dense.adapters.d2_train import drop_pretrained
     from ropevit_dense.infer import run
-    from ropevit_dense.infer.detectron2_backend import _without_pretrained
 
     cfg = LazyConfig.load(str(configs["detectron2"]))
-    _without_pretrained(cfg.model)
+    drop_pretrained(cfg.model)
     torch.manual_seed(0)
     ckpt = tmp_path / "model_final.pth"
     torch.save({"model": instantiate(cfg.model).state_dict(), "iteration": 300}, ckpt)
