@@ -250,3 +250,23 @@ def test_training_on_with_errors_as_warnings_skips_each_bad_sample(framework, ba
     for code, path in planted:
         if code in expect:
             assert re.search(rf"{re.escape(str(path))}: {code}: .*sample skipped", out), code
+
+
+@pytest.mark.parametrize("guarded", [DET, SEG], ids=["mmdet", "mmseg"])
+def test_guarded_tiny_configs_differ_from_the_tiny_ones_only_by_the_guards(guarded):
+    plain = Config.fromfile(str(guarded).replace("-guarded", ""))
+    cfg = Config.fromfile(str(guarded))
+    for key in ("train_dataloader", "val_dataloader", "test_dataloader"):
+        unguarded = []
+        for t in (dict(t) for t in cfg[key].dataset.pipeline):
+            if t["type"] == "RoPECheckSegMap":
+                continue
+            if t["type"] == "RoPELoadImageFromFile":
+                t.pop("on_error", None)
+                t["type"] = "LoadImageFromFile"
+            unguarded.append(t)
+        assert unguarded == [dict(t) for t in plain[key].dataset.pipeline], key
+    assert cfg.default_hooks.checkpoint.type == "RoPECheckpointHook"
+    assert {k: v for k, v in cfg.default_hooks.checkpoint.items() if k != "type"} == {
+        k: v for k, v in plain.default_hooks.checkpoint.items() if k != "type"}
+    assert cfg.model == plain.model and cfg.optim_wrapper == plain.optim_wrapper
