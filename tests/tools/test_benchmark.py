@@ -19,17 +19,44 @@ def _load():
 def test_benchmark_writes_markdown_and_csv(tmp_path, capsys):
     bench = _load()
     md, table = tmp_path / "bench.md", tmp_path / "bench.csv"
-    assert bench.main(["--arch", "vit-s", "--sizes", "64", "--modes", "none,mixed", "--layouts", "global,vitdet",
-                       "--repeats", "1", "--md", str(md), "--csv", str(table)]) == 0
+    assert bench.main(["--arch", "vit-s", "--sizes", "64", "--modes", "timm,none,mixed", "--layouts",
+                       "global,vitdet", "--repeats", "1", "--md", str(md), "--csv", str(table)]) == 0
     lines = md.read_text().splitlines()
-    assert lines[0].startswith("| backbone | layout | position | input | median latency (s) | x floor")
-    body = [line.split("|")[1:-1] for line in lines[2:]]
-    assert [(r[1].strip(), r[2].strip(), r[3].strip()) for r in body] == [
-        ("global", "none", "64x64"), ("global", "mixed", "64x64"), ("vitdet", "none", "64x64"),
-        ("vitdet", "mixed", "64x64")]
-    assert body[0][5].strip() == "1.000"
+    assert lines[0].startswith("| backbone | layout | position | input | step | median (s) | x none | x timm |")
+    body = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
+    # timm's ViT has no window blocks: no timm row (and no 'x timm' ratio) in the ViTDet layout
+    assert [(r[1], r[2], r[3], r[4]) for r in body] == [
+        ("global", "timm", "64x64", "forward"), ("global", "none", "64x64", "forward"),
+        ("global", "mixed", "64x64", "forward"), ("vitdet", "none", "64x64", "forward"),
+        ("vitdet", "mixed", "64x64", "forward")]
+    assert body[1][6] == "1.000" and body[0][7] == "1.000" and body[1][7] != "-" and body[4][7] == "-"
     rows = list(csv.DictReader(table.open()))
-    assert len(rows) == 4 and all(float(r["median_s"]) > 0 and float(r["peak_increase_mb"]) >= 0 for r in rows)
+    assert len(rows) == 5 and all(float(r["median_s"]) > 0 and float(r["peak_increase_mb"]) >= 0 for r in rows)
+
+
+def test_timm_floor_is_timms_model_of_the_same_size():
+    import timm.models.swin_transformer as timm_swin
+    import timm.models.vision_transformer as timm_vit
+
+    from ropevit_dense.benchmark import build
+
+    vit = build(dict(arch="vit-s", mode="timm", layout="global", size=64, device="cpu"))
+    assert isinstance(vit.model, timm_vit.VisionTransformer) and vit.model.pos_embed is None
+    assert vit.model.embed_dim == 384 and len(vit.model.blocks) == 12 and vit.model.cls_token is not None
+    swin = build(dict(arch="swin-t", mode="timm", layout="global", size=64, device="cpu"))
+    assert isinstance(swin.model, timm_swin.SwinTransformer)
+    with pytest.raises(ValueError, match="timm's ViT has no window blocks"):
+        build(dict(arch="vit-s", mode="timm", layout="vitdet", size=64, device="cpu"))
+
+
+def test_training_step_rows(tmp_path):
+    bench = _load()
+    md = tmp_path / "train.md"
+    assert bench.main(["--arch", "vit-s", "--sizes", "64", "--modes", "none,mixed", "--train", "--repeats", "1",
+                       "--threads", "1", "--md", str(md)]) == 0
+    body = [[c.strip() for c in line.split("|")[1:-1]] for line in md.read_text().splitlines()[2:]]
+    assert [(r[2], r[4]) for r in body] == [("none", "train"), ("mixed", "train")]
+    assert float(body[1][5]) > 0 and float(body[1][8]) > 0
 
 
 def test_benchmark_rejects_bad_arguments(capsys):
@@ -78,15 +105,17 @@ def test_whole_model_rows_for_mmdet_and_mmseg_configs_against_their_floor(tmp_pa
         assert float(r["throughput"]) == pytest.approx(2 / float(r["median_s"]))
         assert float(r["peak_increase_mb"]) > 0
     lines = md.read_text().splitlines()
-    assert lines[0].endswith("| throughput (img/s) |") and lines[2].split("|")[6].strip() == "1.000"
+    assert lines[0].endswith("| throughput (img/s) |") and lines[2].split("|")[7].strip() == "1.000"
     from PIL import Image
 
     with Image.open(png) as img:
         assert img.size[0] > 100 and img.size[1] > 100
 
     # the floor is the same model without any position encoding
+    from ropevit_dense.benchmark import build
+
     spec = dict(config=str(seg), device="cpu", mode="none")
-    floor, full = bench.build(spec), bench.build({**spec, "mode": "mixed-ape"})
+    floor, full = build(spec), build({**spec, "mode": "mixed-ape"})
     assert floor.backbone.rope_type is None and floor.backbone.pos_embed is None
     assert full.backbone.rope_type == "mixed" and full.backbone.pos_embed is not None
     assert type(floor.decode_head) is type(full.decode_head)
