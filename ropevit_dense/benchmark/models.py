@@ -35,8 +35,11 @@ LAYOUTS: dict[str, dict[str, Any]] = {"global": {}, "vitdet": dict(window_size=1
 
 
 def position_label(backbone: dict) -> str:
-    """Position mode of a config's backbone, in the names of :data:`MODES` (e.g. ``mixed-ape``)."""
-    rope = backbone.get("rope_type", "mixed")  # the backbones' default
+    """Position mode of a config's backbone, in the names of :data:`MODES` (e.g. ``mixed-ape``); a backbone of
+    another family (``family='dinov3'``, ...) with its own RoPE is labelled by the family's name."""
+    family = backbone.get("family", "rope-vit")
+    rope = backbone.get("rope_type", "mixed" if family == "rope-vit" else family)  # the backbones' defaults
+    rope = family if rope == "family" else rope
     parts = ([rope] if rope else []) + [name for key, name in (("use_ape", "ape"), ("use_rpb", "rpb"))
                                         if backbone.get(key)]
     return "-".join(parts) or "none"
