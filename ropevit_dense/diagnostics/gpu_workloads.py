@@ -150,7 +150,7 @@ def compile_check(plan: Plan, deadline: float = math.inf) -> str:
 
     # window-padded grids at both sides (a padded and an unpadded grid are two graphs, also with dynamic=True)
     sides = (80, 112) if plan.dry_run else (768, 1024)
-    # the dry run traces one window block (graph breaks make dynamo's tracing slow on a CPU)
+    # the dry run traces one window block (dynamo's tracing and inductor's code generation are slow on a CPU)
     depth, global_blocks = (1, ()) if plan.dry_run else (12, (2, 5, 8, 11))
     cases = {
         "ViTDet RoPE-Mixed": lambda: RoPEViT(depth=depth, rope_type="mixed", window_size=plan.window,

@@ -283,6 +283,13 @@ def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torc
     if basis is not None:
         xf = _change_basis(xf, basis)
     learn_angles = angles is not None and angles.requires_grad
+    if torch.compiler.is_compiling():
+        # Traced (torch.compile, torch.export): one out-of-place expression that the compiler fuses itself and
+        # differentiates itself; the eager kernels below write into views of a fresh buffer (``out=``), which
+        # dynamo cannot trace (a graph break per rotation, and no symbolic shapes with dynamic=True).
+        if learn_angles:
+            sin, cos = angles.sin(), angles.cos()
+        return _rotate_autograd(xf, sin, cos).to(dtype)
     if torch.is_grad_enabled() and (x.requires_grad or learn_angles):
         return _Rotate.apply(xf, sin, cos, angles if learn_angles else None).to(dtype)
     return _rotate(xf, sin, cos).to(dtype)

@@ -1,14 +1,11 @@
 """torch.compile (inductor, CPU) of both backbones: parity with eager to 1e-4 at two input sizes, one graph without
 breaks, and no recompilation for a new size with ``dynamic=True``.
 
-Wherever the pair rotation runs (axial, mixed), ``rope.rotation._rotate`` writes each half of its output with
-``torch.mul(..., out=<view of a fresh buffer>)`` and then updates that view in place (``addcmul_``). Dynamo does not
-trace ``out=`` into a non-contiguous view ("Attempted to call op with non-contiguous out= tensor"): with static
-shapes the rotation runs eagerly between compiled graphs (a graph break per rotation), and with ``dynamic=True``
-inductor fails on it ("mul expected 2 arguments, got 4" / "s.. is not tracked with proxy": the in-place update of
-an ``out=`` view has no symbolic meta). ``test_rotation_compiles_with_dynamic_shapes`` pins that cause on the
-function itself; the backbone cases that fail only because of it are ``xfail(strict=True, ...)`` and turn into
-failures (remove the markers) once the rotation is traced as one out-of-place expression under compilation.
+Traced, the pair rotation (axial, mixed) is one out-of-place expression (``apply_rope`` under
+``torch.compiler.is_compiling()``): the eager kernels write into views of a fresh buffer with ``out=`` and rotate
+queries and keys in place inside the qkv buffer, which dynamo cannot trace (a graph break per rotation with static
+shapes, a failure with ``dynamic=True``). ``test_rotation_compiles_with_dynamic_shapes`` pins that on the function
+itself.
 
 Default run: the rotation itself and a ViTDet layout (window and global blocks); the Swin (shifted windows, RPB),
 a no-RoPE control and every layout x position mode with --run-slow. Inductor takes 5-30 s per graph on 2 cores.
@@ -18,7 +15,6 @@ from __future__ import annotations
 
 import pytest
 import torch
-from torch._dynamo.exc import BackendCompilerFailed
 from torch._dynamo.utils import counters
 
 from ropevit_dense import RoPESwin, RoPEViT
@@ -26,10 +22,6 @@ from ropevit_dense import RoPESwin, RoPEViT
 # 5 x 6 and 7 x 10 ViT tokens: windows of 4 pad both sides of both sizes (by different amounts). A grid that needs
 # window padding and one that does not are two graphs (a key mask, a copy after cropping), even with dynamic=True.
 SIZES = ((80, 96), (112, 160))
-ROTATION_CAUSE = ("rope.rotation._rotate: an in-place update of an out= view of a fresh buffer cannot be traced with "
-                  "symbolic sizes")
-BREAK_CAUSE = "rope.rotation._rotate: dynamo breaks the graph at torch.mul(..., out=<non-contiguous view>)"
-PAIR_MODES = ("axial", "mixed")
 ALL_MODES = (None, "axial", "mixed", "spherical", "liere", "comrope-ap", "comrope-ld")
 
 
@@ -66,25 +58,25 @@ def _compiled_parity(model: torch.nn.Module, dynamic: bool) -> list[int]:
     return graphs
 
 
-def _dynamic_case(mode):
-    """The xfail marker of dynamic-shape cases that run the pair rotation."""
-    if mode in PAIR_MODES:
-        return [pytest.mark.xfail(strict=True, raises=BackendCompilerFailed, reason=ROTATION_CAUSE)]
-    return []
-
-
-@pytest.mark.xfail(strict=True, raises=BackendCompilerFailed, reason=ROTATION_CAUSE)
 def test_rotation_compiles_with_dynamic_shapes():
-    from ropevit_dense.rope.rotation import _rotate
+    """apply_rope with learned angles, compiled with symbolic sizes: eager values and angle gradients, one graph."""
+    from ropevit_dense.rope import RopeTable, apply_rope
+
+    def rotate(x, angles):
+        return apply_rope(x, RopeTable(angles.detach().sin(), angles.detach().cos(), angles))
 
     torch._dynamo.reset()
     counters.clear()
-    fn = torch.compile(_rotate, dynamic=True)
+    fn = torch.compile(rotate, dynamic=True)
     for n in (16, 24):
-        x, sin, cos = torch.randn(2, 1, 2, n, 8), torch.randn(2, n, 4), torch.randn(2, n, 4)
+        x, angles = torch.randn(2, 1, 2, n, 8), torch.randn(2, n, 4, requires_grad=True)
         x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
+        sin, cos = angles.sin(), angles.cos()
         want = torch.stack((x0 * cos - x1 * sin, x1 * cos + x0 * sin), -1).flatten(-2)
-        torch.testing.assert_close(fn(x, sin, cos), want)
+        got = fn(x, angles)
+        torch.testing.assert_close(got, want)
+        g = torch.randn_like(want)
+        torch.testing.assert_close(torch.autograd.grad(got, angles, g)[0], torch.autograd.grad(want, angles, g)[0])
     assert _graphs() == 1
 
 
@@ -102,9 +94,8 @@ def _named(name):
 
 @pytest.mark.parametrize("name", [
     pytest.param("vit-window-none"),
-    pytest.param("vit-window-mixed", marks=pytest.mark.xfail(strict=True, raises=AssertionError, reason=BREAK_CAUSE)),
-    pytest.param("swin-mixed-rpb", marks=[pytest.mark.slow, pytest.mark.xfail(strict=True, raises=AssertionError,
-                                                                              reason=BREAK_CAUSE)]),
+    pytest.param("vit-window-mixed"),
+    pytest.param("swin-mixed-rpb", marks=pytest.mark.slow),
 ])
 def test_one_graph_without_breaks(name):
     torch.manual_seed(0)
@@ -118,8 +109,8 @@ def test_one_graph_without_breaks(name):
 
 @pytest.mark.parametrize("name", [
     pytest.param("vit-window-none", marks=pytest.mark.slow),
-    pytest.param("vit-window-mixed", marks=_dynamic_case("mixed")),
-    pytest.param("swin-mixed-rpb", marks=[pytest.mark.slow, *_dynamic_case("mixed")]),
+    pytest.param("vit-window-mixed"),
+    pytest.param("swin-mixed-rpb", marks=pytest.mark.slow),
 ])
 def test_dynamic_compile_does_not_recompile_for_a_new_size(name):
     torch.manual_seed(0)
@@ -142,8 +133,7 @@ def test_every_mode_compiles_statically(kind, mode):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(("kind", "mode"), [pytest.param(k, m, marks=_dynamic_case(m), id=f"{k}-{m}")
-                                            for k, m in MATRIX])
+@pytest.mark.parametrize(("kind", "mode"), MATRIX, ids=[f"{k}-{m}" for k, m in MATRIX])
 def test_every_mode_compiles_dynamically(kind, mode):
     torch.manual_seed(0)
     first, second = _compiled_parity(_build(kind, mode), dynamic=True)
