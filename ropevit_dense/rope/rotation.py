@@ -8,9 +8,11 @@ where ``(x_n, y_n)`` is the position of token ``n`` and ``(fx, fy)`` are the fre
 
     [x0 x1 x2 x3 ...] -> [x0 cos t0 - x1 sin t0,  x0 sin t0 + x1 cos t0,  x2 cos t1 - x3 sin t1, ...]
 
-which is the complex product ``(x0 + i x1) * exp(i t0)`` of the naver reference, written with sin/cos only (no
-complex tensors: they force fp32 and break ONNX export). Axial RoPE is the special case where the first half of
-the pairs carries x frequencies only and the second half y frequencies only; RoPE-Mixed learns both.
+which is the complex product ``(x0 + i x1) * exp(i t0)`` of the naver reference. Tables and parameters are real
+sin / cos (complex tensors would force fp32 and break ONNX export); the eager float32 kernels multiply through a
+complex view of the queries' and keys' own memory, and traced code uses the real expression. Axial RoPE is the
+special case where the first half of the pairs carries x frequencies only and the second half y frequencies only;
+RoPE-Mixed learns both.
 
 Position modes whose rotations mix more than two channels (Spherical RoPE, LieRE, ComRoPE with blocks of size
 ``b > 2``) hand a :class:`BlockRopeTable` instead: one orthogonal ``b x b`` block per (head, token, channel block),
@@ -110,8 +112,30 @@ def rope_table(freqs: torch.Tensor, coords: torch.Tensor) -> RopeTable:
         return RopeTable(detached.sin(), detached.cos(), angles)
 
 
+def _complex_pairs(x: torch.Tensor) -> Optional[torch.Tensor]:
+    """``x``'s channel pairs as a complex view of the same memory, or None where the layout or dtype has none.
+
+    The eager kernels multiply through this view: ``(x0 + i x1) * (cos + i sin)`` is exactly the pair rotation
+    (the same products and sums), done by one vectorised pass where the real form needs several strided passes
+    over every other channel. Tables and parameters stay real; traced code (:func:`apply_rope` under
+    ``torch.compile`` / ``torch.export``) takes the real expression.
+    """
+    if x.dtype not in (torch.float32, torch.float64) or x.stride(-1) != 1 or x.storage_offset() % 2 \
+            or any(st % 2 for st in x.stride()[:-1]):
+        return None
+    return torch.view_as_complex(x.unflatten(-1, (-1, 2)))
+
+
+def _rotation(sin: torch.Tensor, cos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``cos + i sin`` in the complex dtype matching ``dtype``."""
+    return torch.complex(cos.to(dtype), sin.to(dtype))
+
+
 def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
     """Rotate pairs of ``x`` (float32 / float64) into a new buffer, pair-wise, without stack or cat copies."""
+    xc = _complex_pairs(x)
+    if xc is not None:
+        return torch.view_as_real(xc * _rotation(sin, cos, x.dtype)).flatten(-2)
     x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
     out = torch.empty((*x0.shape, 2), dtype=x0.dtype, device=x0.device)
     out0, out1 = out.unbind(-1)
@@ -190,6 +214,10 @@ class _Rotate(torch.autograd.Function):
 def _rotate_in_place(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> None:
     """Rotate the pairs of ``x`` (any strides) in place; half-precision storage is computed in float32 and rounded
     once, as the out-of-place path does."""
+    xc = _complex_pairs(x)
+    if xc is not None:
+        xc.mul_(_rotation(sin, cos, x.dtype))
+        return
     x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
     if x.dtype in (torch.float32, torch.float64):
         t0 = x0.clone()  # the only temporary: half of x
