@@ -14,8 +14,9 @@ Every size of both families (DINOv3 S, S+, B, L; EVA-02 B, L; real widths and de
   from files, load to identical weights and outputs (and timm's own converter reads the official file back to the
   timm model).
 
-DINOv3 S, S+ and EVA-02 B run by default; DINOv3 S without q / v bias (timm's non-``qkvb`` file), DINOv3 B and both L
-models (seconds to a minute per comparison on a loaded 2-core CPU) are marked slow.
+DINOv3 S, S+ and EVA-02 B run every comparison by default; DINOv3 S without q / v bias (timm's non-``qkvb`` file),
+DINOv3 B and both L models (seconds to a minute per comparison on a loaded 2-core CPU) run one small global-layout
+comparison by default and the rest with --run-slow.
 """
 
 from __future__ import annotations
@@ -74,6 +75,23 @@ def test_global_layout_matches_timm(pair):
             got = ours(x)
         for i, (a, b) in enumerate(zip(got, expected)):
             _assert_close(a, b, f"{model_id} {h}x{w} output {i}")
+
+
+@pytest.mark.parametrize("model_id", sorted(SLOW))
+def test_every_size_matches_timm_at_one_small_input(model_id):
+    """The sizes whose full comparison is slow, in the default run too: real width and depth, random weights, the
+    global layout in the pretrained convention at one small non-square input (a grid of 2 x 3 patches)."""
+    name, family, kwargs = MODELS[model_id]
+    ref = timm_model(name, seed=len(model_id))
+    ours = RoPEViT(family=family, **kwargs, out_indices=(kwargs["depth"] - 1,)).eval()
+    report = load_pretrained(ours, ref.state_dict())
+    assert report.ok and not report.missing, report
+    patch = 14 if _kind(model_id) == "eva02" else 16
+    x = torch.randn(1, 3, 2 * patch, 3 * patch, generator=torch.Generator().manual_seed(0))
+    expected = _timm_maps(ref, x, ours.out_indices, norm=_kind(model_id) == "dinov3")
+    with torch.no_grad():
+        got = ours(x)
+    _assert_close(got[0], expected[0], f"{model_id} {tuple(x.shape[-2:])}")
 
 
 def test_extrapolate_option_matches_timm(pair):
