@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import http.server
+import pickle
 import threading
 from pathlib import Path
 
@@ -210,3 +211,22 @@ def test_getattr_is_limited_to_history_buffer_statistics(tmp_path):
     torch.save({"x": _SneakyGetattr()}, path)
     with pytest.raises(UnsafeCheckpointError, match="refusing to load"):
         load_file(path)
+
+
+def test_mmengine_test_and_resume_paths_refuse_a_malicious_checkpoint(tmp_path):
+    """What `mim test` / `--resume` / `load_from` call (mmengine's `load_checkpoint` and the runner's `resume`)
+    refuses a checkpoint whose pickle would run code, with the mmengine allowlist registered."""
+    pytest.importorskip("mmengine")
+    from mmengine.runner import load_checkpoint
+
+    allow_mmengine_checkpoints()
+    marker = tmp_path / "pwned.txt"
+    path = tmp_path / "iter_2.pth"
+    torch.save({"meta": {"iter": 2}, "state_dict": {"linear.weight": torch.zeros(1, 2)}, "payload": _Evil(marker)},
+               path)
+    with pytest.raises(pickle.UnpicklingError, match="open"):
+        load_checkpoint(_toy_model(), str(path), map_location="cpu")
+    runner = _runner(tmp_path / "run", max_iters=2)
+    with pytest.raises(pickle.UnpicklingError, match="open"):
+        runner.resume(str(path))
+    assert not marker.exists(), "unpickling ran code"
