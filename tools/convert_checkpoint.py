@@ -57,7 +57,7 @@ from ropevit_dense.checkpoints import (
 from ropevit_dense.checkpoints.families import guess_family
 from ropevit_dense.checkpoints.pickle_safe import load_any
 from ropevit_dense.checkpoints.zoo import PRETRAINED
-from ropevit_dense.rope import ROPE_TYPES
+from ropevit_dense.rope import ROPE_TYPES, is_rope_parameter
 from ropevit_dense.tools_utils import PRESETS, ToolError, atomic_output, check_output, describe_backbone, int_list
 
 D2_PREFIXES = {"vit": "backbone.net.", "swin": "backbone.bottom_up."}
@@ -72,6 +72,15 @@ def _max_index(sd: Mapping[str, Any], pattern: str) -> int:
 def _square_side(n: int) -> Optional[int]:
     side = math.isqrt(n)
     return side if side * side == n else None
+
+
+def _check_generator_mode(sd: Mapping[str, torch.Tensor]) -> None:
+    """Raise when the checkpoint holds learned RoPE parameters other than frequencies (LieRE, ComRoPE): their mode
+    cannot be read off reliably, so the user names it."""
+    others = sorted({k.rsplit(".", 1)[1] for k in sd if is_rope_parameter(k) and not k.endswith(".freqs")})
+    if others:
+        raise ToolError(f"the checkpoint holds RoPE parameters {others} of a position mode other than axial / "
+                        f"mixed; pass --rope-type (one of {', '.join(ROPE_TYPES)})")
 
 
 def infer_vit(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], list[str]]:
@@ -106,10 +115,6 @@ def infer_vit(sd: Mapping[str, torch.Tensor]) -> tuple[dict[str, Any], list[str]
         elif timm is not None and timm.ndim == 4:
             heads = timm.shape[2]
     else:
-        others = sorted({k.split(".attn.rope.")[1] for k in sd if ".attn.rope." in k})
-        if others:
-            raise ToolError(f"the checkpoint holds RoPE parameters {others} of a position mode other than axial / "
-                            f"mixed; pass --rope-type (one of {', '.join(ROPE_TYPES)})")
         kw["rope_type"] = None if pos is not None else "axial"
         notes.append(f"no RoPE frequencies in the checkpoint: axial RoPE and no RoPE store the same tensors, so "
                      f"rope_type={kw['rope_type']!r} was assumed (the written file is the same either way; set "
@@ -262,6 +267,8 @@ def resolve_architecture(sd: Mapping[str, torch.Tensor], args: argparse.Namespac
     if family is None:
         raise ToolError(f"the checkpoint does not look like a ViT or Swin backbone ({guess_architecture(sd)}); "
                         f"its first keys: {sorted(sd)[:5]}")
+    if args.rope_type is None:
+        _check_generator_mode(sd)
     arch_family, fixed = arch_kwargs(args.arch) if args.arch else (family, {})
     if arch_family != family:
         names = {"vit": "ViT", "swin": "Swin"}

@@ -18,9 +18,9 @@ import re
 from collections.abc import Sequence
 
 _BLOCK = re.compile(r"(?:^|\.)blocks\.(\d+)\.")
-_EMBED = ("patch_embed", "cls_token", "register_tokens", "pos_embed")
+_EMBED = ("patch_embed", "cls_token", "register_tokens", "pos_embed", "rope")  # rope: shared LieRE
 _SWIN = re.compile(r"layers\.(\d+)\.(blocks\.(\d+)|downsample)\.")
-_SWIN_EMBED = ("patch_embed", "absolute_pos_embed")
+_SWIN_EMBED = ("patch_embed", "absolute_pos_embed", "rope")
 
 
 def _check_rate(decay_rate: float) -> None:

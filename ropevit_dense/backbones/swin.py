@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from typing import Literal, Optional
+from typing import Literal, Optional, Union
 
 import torch
 import torch.nn.functional as F
@@ -36,10 +36,14 @@ from ..rope import (
     PAIR_ROPE_TYPES,
     ROPE_PARAMETER_NAMES,
     AxialRoPE,
+    BlockRopeTable,
+    GridCoords,
     RopeArg,
+    RopeTable,
     build_layer_rope,
+    build_shared_rope,
     check_rope_options,
-    grid_coords,
+    grid_axes,
     rope_settings,
 )
 
@@ -289,9 +293,18 @@ class RoPESwin(nn.Module):
 
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, norm=True)
         head_dims = sorted({d // h for d, h in zip(dims, num_heads)})
-        # Fixed axial frequencies depend only on head_dim: one module per head_dim, one table per forward.
-        self.rope = nn.ModuleDict({str(hd): AxialRoPE(head_dim=hd, theta=theta) for hd in head_dims}) \
-            if rope_type == "axial" else None
+        bad = [hd for hd in head_dims if rope_type == "liere" and hd % block_size]
+        if bad:
+            raise ValueError(f"LieRE needs head_dim divisible by block_size={block_size} in every stage, "
+                             f"got head_dim={bad[0]}")
+        # Fixed axial frequencies depend only on head_dim: one module per head_dim, one table per forward. LieRE's
+        # generators are shared by every block and head: one module for the widest head, whose generator block j
+        # also serves channel block j of narrower heads (all Swin presets have one head width), one table per forward.
+        if rope_type == "axial":
+            self.rope = nn.ModuleDict({str(hd): AxialRoPE(head_dim=hd, theta=theta) for hd in head_dims})
+        else:
+            self.rope = build_shared_rope(rope_type, head_dim=head_dims[-1], theta=theta, block_size=block_size,
+                                          coord_scale=1.0 / pretrain_window_size)
         dpr = torch.linspace(0, drop_path_rate, sum(depths)).tolist()
         self.layers = nn.ModuleList(
             SwinStage(
@@ -333,15 +346,26 @@ class RoPESwin(nn.Module):
         """Name fragments of parameters that take no weight decay."""
         return {f"rope.{n}" for n in ROPE_PARAMETER_NAMES} | {"relative_position_bias_table"}
 
-    def _window_coords(self, device: torch.device) -> torch.Tensor:
+    def _window_coords(self, device: torch.device) -> GridCoords:
         w, ref = self.window_size, self.pretrain_window_size
-        return grid_coords(w, w, mode=self.rope_position, ref_size=(ref, ref), device=device)
+        return grid_axes(w, w, mode=self.rope_position, ref_size=(ref, ref), device=device)
+
+    def _shared_tables(self, coords: GridCoords) -> dict[str, Union[RopeTable, BlockRopeTable]]:
+        """The tables of a shared RoPE module (axial, LieRE) for each head width, built once per forward."""
+        if self.rope is None:
+            return {}
+        if isinstance(self.rope, nn.ModuleDict):
+            return {hd: m(coords) for hd, m in self.rope.items()}
+        table = self.rope(coords)  # LieRE: (1, w*w, blocks of the widest head, b, b)
+        b = self.rope.block_size
+        return {str(hd): BlockRopeTable(table.blocks[:, :, : hd // b])
+                for hd in sorted({blk.attn.head_dim for stage in self.layers for blk in stage.blocks})}
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Raw outputs of every stage (before patch merging and before the output norms), ``(B, H_i, W_i, C_i)``."""
         x = self.patch_embed(x)
         coords = self._window_coords(x.device)
-        shared = {hd: m(coords) for hd, m in self.rope.items()} if self.rope is not None else {}
+        shared = self._shared_tables(coords)
         outs = []
         for stage in self.layers:
             hw = x.shape[1:3]

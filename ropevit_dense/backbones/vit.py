@@ -40,12 +40,14 @@ from ..layers import (
 )
 from ..rope import (
     PAIR_ROPE_TYPES,
-    AxialRoPE,
+    BlockRopeTable,
+    GridCoords,
     RopeArg,
     RopeTable,
     build_layer_rope,
+    build_shared_rope,
     check_rope_options,
-    grid_coords,
+    grid_axes,
     is_rope_parameter,
     rope_settings,
 )
@@ -302,10 +304,11 @@ class RoPEViT(nn.Module):
         if rope_theta is None and rope_type == family.rope_type:
             rope_theta = family.rope_theta
         theta, block_size = rope_settings(rope_type, "vit", theta=rope_theta, block_size=rope_block_size)
-        # Axial frequencies are fixed, so one module (and one table per grid) serves every block.
-        self.rope = (AxialRoPE(head_dim=head_dim, theta=theta, **family.rope_frequency_args)
-                     if rope_type == "axial" else None)
         coord_scale = 1.0 / self.pretrain_grid[0]
+        # Axial frequencies are fixed and LieRE's generators are shared by all blocks and heads, so one module (and
+        # one table per grid and window layout) serves every block.
+        self.rope = build_shared_rope(rope_type, head_dim=head_dim, theta=theta, block_size=block_size,
+                                      coord_scale=coord_scale, **family.rope_frequency_args)
         dpr = torch.linspace(0, drop_path_rate, depth).tolist()
         self.blocks = nn.ModuleList(
             Block(
@@ -374,16 +377,16 @@ class RoPEViT(nn.Module):
         if self.rope_type is None:
             yield from (None for _ in self.blocks)
             return
-        coords: dict[int, torch.Tensor] = {}
-        shared: dict[int, RopeTable] = {}
+        coords: dict[int, GridCoords] = {}
+        shared: dict[int, Union[RopeTable, BlockRopeTable]] = {}
         for blk in self.blocks:
             w = blk.window_size
             if w not in coords:
                 # 'interpolate' (EVA-02's rule) maps whatever a block attends over onto the pretraining grid: each
                 # window on its own in window blocks, the whole grid in global blocks; the family's coordinate rule
                 # (integer indices, or DINOv3's centred coordinates) says how.
-                coords[w] = grid_coords(*((w, w) if w else grid), mode=self.rope_position,
-                                        ref_size=self.pretrain_grid, rule=self.family.rope_coords, device=device)
+                coords[w] = grid_axes(*((w, w) if w else grid), mode=self.rope_position,
+                                      ref_size=self.pretrain_grid, rule=self.family.rope_coords, device=device)
             # tables cover the grid only: attention leaves the first N - rows tokens (cls, registers) unrotated
             if blk.attn.rope is not None:
                 yield functools.partial(blk.attn.rope, coords[w])

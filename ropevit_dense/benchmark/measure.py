@@ -1,7 +1,8 @@
 """Timing and peak memory of benchmark rows.
 
-Latency: the rows of one input size are timed round-robin in one process (median of the repeats), so drifts of a
-shared machine affect every row alike. ``step='train'`` rows time a training step instead of a forward pass: forward,
+Latency: the rows of one input size are timed round-robin in one process (median and fastest of the repeats; the
+report's ratios use the fastest, see :func:`ropevit_dense.benchmark.report.markdown`), so drifts of a shared machine
+affect every row alike. ``step='train'`` rows time a training step instead of a forward pass: forward,
 a mean-of-outputs loss and backward, into gradient buffers allocated beforehand.
 
 Memory: each row runs once more in its own child process, so its peak resident memory is measured cleanly: after a

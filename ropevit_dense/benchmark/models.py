@@ -17,6 +17,7 @@ MODES: dict[str, dict[str, Any]] = {  # name -> constructor arguments of our bac
     "mixed-rpb": dict(rope_type="mixed", use_rpb=True),
     "spherical": dict(rope_type="spherical"),
     "liere": dict(rope_type="liere"),
+    "liere-per-layer": dict(rope_type="liere-per-layer"),
     "comrope-ap": dict(rope_type="comrope-ap"),
     "comrope-ld": dict(rope_type="comrope-ld"),
 }

@@ -5,8 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
-HEADER = ("| backbone | layout | position | input | step | median (s) | x none | x timm | peak mem. increase (MB) "
-          "| x none | x timm | throughput (img/s) |")
+HEADER = ("| backbone | layout | position | input | step | median (s) | min (s) | x none | x timm "
+          "| peak mem. increase (MB) | x none | x timm | throughput (img/s) |")
 
 
 def _key(r: dict) -> tuple:
@@ -21,24 +21,26 @@ def _ratio(value: float, floor: dict, field: str, fmt: str) -> str:
 
 def markdown(rows: list[dict]) -> str:
     """One line per row. ``x none`` compares with the row of the same backbone, layout, size and step without
-    position encoding, ``x timm`` with timm's model (``-`` where a floor was not measured). With compiled rows a
-    last column gives each one's speed-up over its eager twin."""
+    position encoding, ``x timm`` with timm's model (``-`` where a floor was not measured). Latency ratios compare
+    the fastest of the round-robin repeats (``min``): what a step costs without interference from the rest of the
+    machine, which only ever adds time and moves the medians of identical models by a few percent on a shared CPU.
+    With compiled rows a last column gives each one's speed-up over its eager twin (also from the fastest steps)."""
     floors = {name: {_key(r): r for r in rows if r["mode"] == name} for name in ("none", "timm")}
     eager = {(*_key(r)[:3], _key(r)[4], r["mode"]): r for r in rows if not r.get("compile")}
     compiled = any(r.get("compile") for r in rows)
     lines = [HEADER + (" speed-up over eager |" if compiled else ""),
-             "|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if compiled else "")]
+             "|---|---|---|---|---|---|---|---|---|---|---|---|---|" + ("---|" if compiled else "")]
     for r in rows:
         none, timm = floors["none"].get(_key(r)), floors["timm"].get(_key(r))
         mode = f"{r['mode']} (compiled)" if r.get("compile") else r["mode"]
         line = (f"| {r['arch']} | {r['layout']} | {mode} | {r['size']}x{r['size']} | {r.get('step', 'forward')} "
-                f"| {r['median_s']:.3f} | {_ratio(r['median_s'], none, 'median_s', '.3f')} "
-                f"| {_ratio(r['median_s'], timm, 'median_s', '.3f')} | {r['peak_increase_mb']:.0f} "
+                f"| {r['median_s']:.3f} | {r['min_s']:.3f} | {_ratio(r['min_s'], none, 'min_s', '.3f')} "
+                f"| {_ratio(r['min_s'], timm, 'min_s', '.3f')} | {r['peak_increase_mb']:.0f} "
                 f"| {_ratio(r['peak_increase_mb'], none, 'peak_increase_mb', '.2f')} "
                 f"| {_ratio(r['peak_increase_mb'], timm, 'peak_increase_mb', '.2f')} | {r['throughput']:.2f} |")
         if compiled:
             e = eager.get((*_key(r)[:3], _key(r)[4], r["mode"])) if r.get("compile") else None
-            line += f" {e['median_s'] / r['median_s']:.2f} |" if e else " - |"
+            line += f" {e['min_s'] / r['min_s']:.2f} |" if e else " - |"
         lines.append(line)
     return "\n".join(lines)
 

@@ -187,11 +187,13 @@ def _is_axial_buffer(model: nn.Module, key: str, value: torch.Tensor) -> bool:
 def _pair_frequencies(model: nn.Module, key: str, value: torch.Tensor) -> bool:
     """True when ``value`` at ``key`` is a RoPE-ViT frequency table ``(2, heads or 1, head_dim / 2)`` for the
     attention layer the key belongs to (naver / timm RoPE-Mixed weights, naver RoPE-Swin axial buffers)."""
-    try:
-        rope = model.get_submodule(key.rsplit(".", 1)[0])
+    if not key.endswith(".rope.freqs"):
+        return False
+    try:  # the attention layer (its RoPE module may be the backbone's, e.g. shared LieRE)
+        attn = model.get_submodule(key[: -len(".rope.freqs")])
     except AttributeError:
         return False
-    heads, head_dim = getattr(rope, "num_heads", None), getattr(rope, "head_dim", None)
+    heads, head_dim = getattr(attn, "num_heads", None), getattr(attn, "head_dim", None)
     return (key.endswith(".freqs") and value.ndim == 3 and value.shape[0] == 2 and head_dim is not None
             and value.shape[1] in (1, heads) and value.shape[2] == head_dim // 2)
 

@@ -3,7 +3,7 @@ function."""
 
 from .frequencies import axial_frequencies, base_magnitudes, mixed_frequencies
 from .generators import ComRoPEAP, ComRoPELD, LieRE, commuting_basis, generator_table, skew_from_upper
-from .grid import COORDINATE_RULES, POSITION_MODES, grid_coords
+from .grid import COORDINATE_RULES, POSITION_MODES, Coords, GridCoords, flat_coords, grid_axes, grid_coords
 from .modules import (
     DEFAULT_BLOCK_SIZE,
     DEFAULT_THETA,
@@ -11,9 +11,11 @@ from .modules import (
     PAIR_ROPE_TYPES,
     ROPE_PARAMETER_NAMES,
     ROPE_TYPES,
+    SHARED_ROPE_TYPES,
     AxialRoPE,
     MixedRoPE,
     build_layer_rope,
+    build_shared_rope,
     check_rope_options,
     is_rope_parameter,
     rope_settings,
@@ -30,10 +32,13 @@ __all__ = [
     "POSITION_MODES",
     "ROPE_PARAMETER_NAMES",
     "ROPE_TYPES",
+    "SHARED_ROPE_TYPES",
     "AxialRoPE",
     "BlockRopeTable",
     "ComRoPEAP",
     "ComRoPELD",
+    "Coords",
+    "GridCoords",
     "LieRE",
     "MixedRoPE",
     "RopeArg",
@@ -44,9 +49,12 @@ __all__ = [
     "axial_frequencies",
     "base_magnitudes",
     "build_layer_rope",
+    "build_shared_rope",
     "check_rope_options",
     "commuting_basis",
+    "flat_coords",
     "generator_table",
+    "grid_axes",
     "grid_coords",
     "is_rope_parameter",
     "mixed_frequencies",

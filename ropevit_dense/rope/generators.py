@@ -50,6 +50,7 @@ import torch
 from torch import nn
 
 from .expm import matrix_exp
+from .grid import Coords, flat_coords
 from .precision import Float32State
 from .rotation import BlockRopeTable, RopeTable, rope_table
 
@@ -153,9 +154,10 @@ class _GeneratorRoPE(Float32State):
         """``(2, heads, num_blocks, b, b)`` skew-symmetric ``A_x``, ``A_y`` blocks (per normalised unit)."""
         raise NotImplementedError
 
-    def forward(self, coords: torch.Tensor) -> Union[RopeTable, BlockRopeTable]:
-        """Table for ``coords`` ``(N, 2)`` (token units), built from the current parameters (nothing cached)."""
-        return generator_table(self.skew_generators() * self.coord_scale, coords)
+    def forward(self, coords: Coords) -> Union[RopeTable, BlockRopeTable]:
+        """Table for ``coords`` ``(N, 2)`` (token units, or a grid's), built from the current parameters (nothing
+        cached)."""
+        return generator_table(self.skew_generators() * self.coord_scale, flat_coords(coords))
 
     def extra_repr(self) -> str:
         return (f"head_dim={self.head_dim}, num_heads={self.num_heads}, block_size={self.block_size}, "
@@ -201,9 +203,9 @@ class _ComRoPE(_GeneratorRoPE):
         :meth:`base_skew` (per normalised unit)."""
         raise NotImplementedError
 
-    def forward(self, coords: torch.Tensor) -> Union[RopeTable, BlockRopeTable]:
-        """Table for ``coords`` ``(N, 2)`` (token units): ``Q^T`` blocks and the pair angles. Odd block sizes (one
-        unrotated axis per block) take the matrix-exponential path of LieRE."""
+    def forward(self, coords: Coords) -> Union[RopeTable, BlockRopeTable]:
+        """Table for ``coords`` ``(N, 2)`` (token units, or a grid's): ``Q^T`` blocks and the pair angles. Odd block
+        sizes (one unrotated axis per block) take the matrix-exponential path of LieRE."""
         if self.block_size == 2 or self.block_size % 2:
             return super().forward(coords)
         basis, w = commuting_basis(self.base_skew())

@@ -15,7 +15,7 @@ Two coordinate rules (``rule``), each under two position conventions (``mode``):
 
 from __future__ import annotations
 
-from typing import Literal, Optional
+from typing import Literal, NamedTuple, Optional, Union
 
 import torch
 
@@ -23,6 +23,34 @@ PositionMode = Literal["extrapolate", "interpolate"]
 POSITION_MODES = ("extrapolate", "interpolate")
 CoordinateRule = Literal["index", "centered"]
 COORDINATE_RULES = ("index", "centered")
+
+
+class GridCoords(NamedTuple):
+    """The coordinates of a row-major grid by axis: token ``n`` sits at ``(xs[n % W], ys[n // W])``.
+
+    The RoPE modules take it wherever they take ``(N, 2)`` coordinates. Pair tables (axial, RoPE-Mixed, ComRoPE)
+    use the structure: ``exp(i (x fx + y fy)) = exp(i x fx) exp(i y fy)``, so sin / cos are evaluated on ``W + H``
+    positions instead of ``W * H`` (:func:`~ropevit_dense.rope.rotation.rope_table`); the other modes flatten it.
+    """
+
+    xs: torch.Tensor
+    ys: torch.Tensor
+
+    def flat(self) -> torch.Tensor:
+        """``(H * W, 2)`` coordinates ``(x, y)``, x fastest (:func:`grid_coords`)."""
+        height, width = self.ys.shape[0], self.xs.shape[0]
+        # y of every token by broadcasting, not repeat_interleave: torch.onnx (dynamo) mistranslates
+        # repeat_interleave with a symbolic count, so the exported grid would be wrong for dynamic H / W
+        return torch.stack((self.xs.repeat(height), self.ys[:, None].expand(height, width).reshape(-1)), dim=-1)
+
+
+Coords = Union[torch.Tensor, GridCoords]
+"""What RoPE modules take: ``(N, 2)`` token coordinates, or a grid's :class:`GridCoords`."""
+
+
+def flat_coords(coords: Coords) -> torch.Tensor:
+    """``(N, 2)`` coordinates of either form."""
+    return coords.flat() if isinstance(coords, GridCoords) else coords
 
 
 def grid_coords(
@@ -34,7 +62,7 @@ def grid_coords(
     rule: CoordinateRule = "index",
     device: Optional[torch.device] = None,
 ) -> torch.Tensor:
-    """Coordinates of every token of an ``height x width`` grid.
+    """Coordinates of every token of an ``height x width`` grid (:func:`grid_axes`, flattened).
 
     Args:
         height (int): grid rows.
@@ -51,6 +79,19 @@ def grid_coords(
     Returns:
         Tensor: ``(height * width, 2)`` float32, columns ``(x, y)``, x fastest.
     """
+    return grid_axes(height, width, mode=mode, ref_size=ref_size, rule=rule, device=device).flat()
+
+
+def grid_axes(
+    height: int,
+    width: int,
+    *,
+    mode: PositionMode = "extrapolate",
+    ref_size: Optional[tuple[float, float]] = None,
+    rule: CoordinateRule = "index",
+    device: Optional[torch.device] = None,
+) -> GridCoords:
+    """The coordinates of :func:`grid_coords` by axis (same arguments): ``xs`` ``(width,)``, ``ys`` ``(height,)``."""
     if height < 1 or width < 1:
         raise ValueError(f"grid must be at least 1x1, got {height}x{width}")
     if mode not in POSITION_MODES:
@@ -66,9 +107,7 @@ def grid_coords(
             raise ValueError("RoPE position mode 'interpolate' needs ref_size=(ref_h, ref_w)")
         xs = xs * (ref_size[1] / width)
         ys = ys * (ref_size[0] / height)
-    # y of every token by broadcasting, not repeat_interleave: torch.onnx (dynamo) mistranslates
-    # repeat_interleave with a symbolic count, so the exported grid would be wrong for dynamic H / W
-    return torch.stack((xs.repeat(height), ys[:, None].expand(height, width).reshape(-1)), dim=-1)
+    return GridCoords(xs, ys)
 
 
 def _centered(t: torch.Tensor, size: int, axis: int, mode: str, ref_size: Optional[tuple[float, float]]

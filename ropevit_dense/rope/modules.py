@@ -6,29 +6,36 @@ Position modes (``rope_type``):
 * ``'spherical'``: Spherical RoPE (:mod:`ropevit_dense.rope.spherical`), 3x3 rotations, not strictly relative.
 * ``'liere'``: LieRE, ``'comrope-ap'`` / ``'comrope-ld'``: ComRoPE (:mod:`ropevit_dense.rope.generators`),
   matrix exponentials of learned skew-symmetric generators in ``b x b`` blocks (``rope_block_size``, default 8).
+  ``'liere'`` has one set of generators for the whole backbone, shared by every attention layer and head (the LieRE
+  reference code's default, ``rotary_embedding_per_layer=False``, ``rotary_embedding_per_head=False``), so its
+  rotations are computed once per forward and layout; ``'liere-per-layer'`` gives every attention layer and head
+  its own generators (both of the reference's options on).
 
-Every mode but axial learns its parameters per attention layer (``blk.attn.rope``); their names are listed in
-:data:`ROPE_PARAMETER_NAMES` so weight-decay and learning-rate rules can match them (:func:`is_rope_parameter`).
+The modes of :data:`SHARED_ROPE_TYPES` (axial, LieRE) have one module in the backbone (``backbone.rope``) whose
+table serves every block; the others learn their parameters per attention layer (``blk.attn.rope``). Their names
+are listed in :data:`ROPE_PARAMETER_NAMES` so weight-decay and learning-rate rules can match them
+(:func:`is_rope_parameter`).
 """
 
 from __future__ import annotations
 
 from typing import Literal, Optional
 
-import torch
 from torch import nn
 
 from .frequencies import axial_frequencies, mixed_frequencies
 from .generators import ComRoPEAP, ComRoPELD, LieRE
-from .grid import POSITION_MODES
+from .grid import POSITION_MODES, Coords
 from .precision import Float32State
 from .rotation import RopeTable, rope_table
 from .spherical import SphericalRoPE
 
-RopeType = Literal["axial", "mixed", "spherical", "liere", "comrope-ap", "comrope-ld"]
-ROPE_TYPES = ("axial", "mixed", "spherical", "liere", "comrope-ap", "comrope-ld")
+RopeType = Literal["axial", "mixed", "spherical", "liere", "liere-per-layer", "comrope-ap", "comrope-ld"]
+ROPE_TYPES = ("axial", "mixed", "spherical", "liere", "liere-per-layer", "comrope-ap", "comrope-ld")
 PAIR_ROPE_TYPES = ("axial", "mixed")  # the naver RoPE-ViT modes: channel pairs, head_dim divisible by 4
-GENERATOR_ROPE_TYPES = ("liere", "comrope-ap", "comrope-ld")  # b x b generator blocks (rope_block_size)
+# b x b generator blocks (rope_block_size)
+GENERATOR_ROPE_TYPES = ("liere", "liere-per-layer", "comrope-ap", "comrope-ld")
+SHARED_ROPE_TYPES = ("axial", "liere")  # one module per backbone, one table per grid / window layout and forward
 DEFAULT_BLOCK_SIZE = 8
 # theta per (rope type, backbone family), as the RoPE-ViT reference and its released checkpoints; Spherical RoPE
 # starts from RoPE-Mixed's frequencies.
@@ -55,8 +62,9 @@ class AxialRoPE(Float32State):
         self.register_buffer("freqs", axial_frequencies(head_dim, theta, scale=scale, y_first=y_first),
                              persistent=False)
 
-    def forward(self, coords: torch.Tensor) -> RopeTable:
-        """Table for ``coords`` ``(N, 2)`` → sin / cos ``(1, N, head_dim // 2)``."""
+    def forward(self, coords: Coords) -> RopeTable:
+        """Table for ``coords`` ``(N, 2)`` (or a grid's :class:`~ropevit_dense.rope.grid.GridCoords`) → sin / cos
+        ``(1, N, head_dim // 2)``."""
         return rope_table(self.freqs, coords)
 
     def extra_repr(self) -> str:
@@ -78,8 +86,9 @@ class MixedRoPE(Float32State):
         self.head_dim, self.num_heads, self.theta = head_dim, num_heads, theta
         self.freqs = nn.Parameter(mixed_frequencies(head_dim, num_heads, theta))
 
-    def forward(self, coords: torch.Tensor) -> RopeTable:
-        """Table for ``coords`` ``(N, 2)`` → sin / cos ``(num_heads, N, head_dim // 2)``."""
+    def forward(self, coords: Coords) -> RopeTable:
+        """Table for ``coords`` ``(N, 2)`` (or a grid's :class:`~ropevit_dense.rope.grid.GridCoords`) → sin / cos
+        ``(num_heads, N, head_dim // 2)``."""
         return rope_table(self.freqs, coords)
 
     def extra_repr(self) -> str:
@@ -120,7 +129,8 @@ def rope_settings(rope_type: Optional[str], family: str, *, theta: Optional[floa
 
 def build_layer_rope(rope_type: Optional[str], *, head_dim: int, num_heads: int, theta: Optional[float],
                      block_size: Optional[int], coord_scale: float) -> Optional[nn.Module]:
-    """The RoPE module one attention layer owns (``blk.attn.rope``), or None (axial: shared; no RoPE).
+    """The RoPE module one attention layer owns (``blk.attn.rope``), or None (:data:`SHARED_ROPE_TYPES`: the
+    backbone's, see :func:`build_shared_rope`; no RoPE).
 
     Args:
         rope_type (str | None): position mode.
@@ -134,10 +144,30 @@ def build_layer_rope(rope_type: Optional[str], *, head_dim: int, num_heads: int,
         return MixedRoPE(head_dim=head_dim, num_heads=num_heads, theta=theta)
     if rope_type == "spherical":
         return SphericalRoPE(head_dim=head_dim, num_heads=num_heads, theta=theta)
-    generator_modules = {"liere": LieRE, "comrope-ap": ComRoPEAP, "comrope-ld": ComRoPELD}
+    generator_modules = {"liere-per-layer": LieRE, "comrope-ap": ComRoPEAP, "comrope-ld": ComRoPELD}
     if rope_type in generator_modules:
         return generator_modules[rope_type](head_dim=head_dim, num_heads=num_heads, block_size=block_size,
                                             coord_scale=coord_scale)
+    return None
+
+
+def build_shared_rope(rope_type: Optional[str], *, head_dim: int, theta: Optional[float], block_size: Optional[int],
+                      coord_scale: float, **axial_args) -> Optional[nn.Module]:
+    """The one RoPE module of a backbone whose mode shares it across blocks (:data:`SHARED_ROPE_TYPES`), or None.
+
+    Args:
+        rope_type (str | None): position mode.
+        head_dim (int): channels per head (for a backbone with several head widths, the largest: LieRE's generator
+            block ``j`` then serves channel block ``j`` of every head).
+        theta (float | None): axial frequency base.
+        block_size (int | None): LieRE generator block side.
+        coord_scale (float): LieRE's normalised units per token step.
+        **axial_args: further :class:`AxialRoPE` arguments (a family's ``scale`` / ``y_first``).
+    """
+    if rope_type == "axial":
+        return AxialRoPE(head_dim=head_dim, theta=theta, **axial_args)
+    if rope_type == "liere":  # one generator set for all heads: rotation blocks (1, N, nb, b, b) broadcast over heads
+        return LieRE(head_dim=head_dim, num_heads=1, block_size=block_size, coord_scale=coord_scale)
     return None
 
 

@@ -8,9 +8,10 @@ where ``(x_n, y_n)`` is the position of token ``n`` and ``(fx, fy)`` are the fre
 
     [x0 x1 x2 x3 ...] -> [x0 cos t0 - x1 sin t0,  x0 sin t0 + x1 cos t0,  x2 cos t1 - x3 sin t1, ...]
 
-which is the complex product ``(x0 + i x1) * exp(i t0)`` of the naver reference. Tables and parameters are real
-sin / cos (complex tensors would force fp32 and break ONNX export); the eager float32 kernels multiply through a
-complex view of the queries' and keys' own memory, and traced code uses the real expression. Axial RoPE is the
+which is the complex product ``(x0 + i x1) * exp(i t0)`` of the naver reference. Parameters are real, and so are
+the tables that traced code (``torch.compile``, ``torch.export`` / ONNX) builds and reads; in eager mode a table is
+built as the complex ``cos + i sin`` in one buffer (``sin`` / ``cos`` are views of it), and the float32 kernels
+multiply it into a complex view of the queries' and keys' own memory. Axial RoPE is the
 special case where the first half of the pairs carries x frequencies only and the second half y frequencies only;
 RoPE-Mixed learns both.
 
@@ -27,12 +28,17 @@ from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 
+from .grid import Coords, GridCoords, flat_coords
+
 
 class RopeTable(NamedTuple):
     """sin / cos of the rotation angles, each ``(heads or 1, N, head_dim // 2)`` in float32.
 
     ``angles`` is set when the angles are learned (RoPE-Mixed): gradients then flow to them directly (see
     :class:`_Rotate`), and ``sin`` / ``cos`` are plain values.
+
+    ``rotation`` (complex ``cos + i sin``, optional) is the same table as the eager kernels read it; when it is set,
+    ``sin`` and ``cos`` are its imaginary and real views. Traced code builds tables without it.
 
     ``basis`` (``(heads, num_blocks, b, b)``, orthogonal, optional) is a change of basis applied to consecutive
     channel blocks of every token before the pair rotation: rotations ``Q R(theta) Q^T`` that share ``Q`` across
@@ -45,6 +51,7 @@ class RopeTable(NamedTuple):
     cos: torch.Tensor
     angles: Optional[torch.Tensor] = None
     basis: Optional[torch.Tensor] = None
+    rotation: Optional[torch.Tensor] = None
 
     def with_prefix(self, num_prefix: int) -> RopeTable:
         """Prepend ``num_prefix`` identity rows (angle 0) for tokens that must not rotate (cls / registers)."""
@@ -54,6 +61,9 @@ class RopeTable(NamedTuple):
         zeros = self.sin.new_zeros(shape)
         angles = None if self.angles is None else torch.cat((zeros.to(self.angles.dtype), self.angles), dim=-2)
         # with a basis, the prefix rows are Q R(0) Q^T = identity as well: only dot products are defined
+        if self.rotation is not None:
+            rot = torch.cat((torch.ones(shape, dtype=self.rotation.dtype, device=zeros.device), self.rotation), dim=-2)
+            return RopeTable(rot.imag, rot.real, angles, self.basis, rot)
         return RopeTable(torch.cat((zeros, self.sin), dim=-2), torch.cat((zeros + 1.0, self.cos), dim=-2), angles,
                          self.basis)
 
@@ -102,14 +112,41 @@ def rope_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:
     return torch.addcmul(x * freqs[0, :, None, :], y, freqs[1, :, None, :])
 
 
-def rope_table(freqs: torch.Tensor, coords: torch.Tensor) -> RopeTable:
-    """sin / cos table for :func:`apply_rope` (see :func:`rope_angles` for shapes)."""
-    with torch.autocast(device_type=coords.device.type, enabled=False):
-        angles = rope_angles(freqs, coords)
-        if not angles.requires_grad:
-            return RopeTable(angles.sin(), angles.cos())
-        detached = angles.detach()
-        return RopeTable(detached.sin(), detached.cos(), angles)
+def rope_table(freqs: torch.Tensor, coords: Coords) -> RopeTable:
+    """sin / cos table for :func:`apply_rope` (see :func:`rope_angles` for shapes); in eager mode built as the
+    complex rotation ``cos + i sin`` (``sin`` / ``cos`` its views, see :class:`RopeTable`).
+
+    For a grid's :class:`~ropevit_dense.rope.grid.GridCoords` the eager table is the product of one rotation per
+    column and one per row, ``exp(i x fx) * exp(i y fy)``: sin / cos on ``W + H`` positions and one complex product
+    per entry, instead of the angles, sin and cos of all ``W * H`` tokens.
+    """
+    with torch.autocast(device_type=freqs.device.type, enabled=False):
+        if isinstance(coords, GridCoords) and not torch.compiler.is_compiling():
+            return _grid_table(freqs, coords)
+        angles = rope_angles(freqs, flat_coords(coords))
+        learned = angles if angles.requires_grad else None
+        values = angles.detach()
+        if torch.compiler.is_compiling():
+            return RopeTable(values.sin(), values.cos(), learned)
+        # cos and sin written straight into the parts of one complex buffer: one allocation, no assembly pass
+        rot = torch.empty(values.shape, dtype=values.dtype.to_complex(), device=values.device)
+        parts = torch.view_as_real(rot)
+        torch.cos(values, out=parts[..., 0])
+        torch.sin(values, out=parts[..., 1])
+        return RopeTable(rot.imag, rot.real, learned, None, rot)
+
+
+def _grid_table(freqs: torch.Tensor, grid: GridCoords) -> RopeTable:
+    """:func:`rope_table` of a grid, factored by axis (autocast off)."""
+    dtype = torch.promote_types(freqs.dtype, torch.float32)
+    freqs = freqs.to(dtype)
+    ax = grid.xs.to(dtype)[None, :, None] * freqs[0, :, None, :]  # (heads, W, pairs)
+    ay = grid.ys.to(dtype)[None, :, None] * freqs[1, :, None, :]  # (heads, H, pairs)
+    ex, ey = (torch.complex(a.detach().cos(), a.detach().sin()) for a in (ax, ay))
+    rot = (ey[:, :, None] * ex[:, None]).flatten(1, 2)  # (heads, H * W, pairs), row-major like the tokens
+    # learned frequencies: the angles, for the gradient (the rotation's backward reads them, see _Rotate)
+    angles = (ay[:, :, None] + ax[:, None]).flatten(1, 2) if ax.requires_grad or ay.requires_grad else None
+    return RopeTable(rot.imag, rot.real, angles, None, rot)
 
 
 def _complex_pairs(x: torch.Tensor) -> Optional[torch.Tensor]:
@@ -126,16 +163,19 @@ def _complex_pairs(x: torch.Tensor) -> Optional[torch.Tensor]:
     return torch.view_as_complex(x.unflatten(-1, (-1, 2)))
 
 
-def _rotation(sin: torch.Tensor, cos: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``cos + i sin`` in the complex dtype matching ``dtype``."""
-    return torch.complex(cos.to(dtype), sin.to(dtype))
+def _rotation(sin: torch.Tensor, cos: torch.Tensor, dtype: torch.dtype, rot: Optional[torch.Tensor] = None
+              ) -> torch.Tensor:
+    """``cos + i sin``: the table's own complex form ``rot`` where it has one, else assembled in the complex dtype
+    matching ``dtype``."""
+    return rot if rot is not None else torch.complex(cos.to(dtype), sin.to(dtype))
 
 
-def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> torch.Tensor:
+def _rotate(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, rot: Optional[torch.Tensor] = None
+            ) -> torch.Tensor:
     """Rotate pairs of ``x`` (float32 / float64) into a new buffer, pair-wise, without stack or cat copies."""
     xc = _complex_pairs(x)
     if xc is not None:
-        return torch.view_as_real(xc * _rotation(sin, cos, x.dtype)).flatten(-2)
+        return torch.view_as_real(xc * _rotation(sin, cos, x.dtype, rot)).flatten(-2)
     x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
     out = torch.empty((*x0.shape, 2), dtype=x0.dtype, device=x0.device)
     out0, out1 = out.unbind(-1)
@@ -190,9 +230,9 @@ class _Rotate(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor]
-                ) -> torch.Tensor:
-        out = _rotate(x, sin, cos)
+    def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor],
+                rot: Optional[torch.Tensor] = None) -> torch.Tensor:
+        out = _rotate(x, sin, cos, rot)
         _save(ctx, sin, cos, out, angles)
         return out
 
@@ -208,15 +248,16 @@ class _Rotate(torch.autograd.Function):
             o0, o1 = out.unflatten(-1, (-1, 2)).unbind(-1)
             grad_angles = _sum_to(g1 * o0 - g0 * o1 if double else torch.addcmul(g1 * o0, g0, o1, value=-1.0),
                                   ctx.angle_shape)
-        return grad_x, None, None, grad_angles
+        return grad_x, None, None, grad_angles, None
 
 
-def _rotate_in_place(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor) -> None:
+def _rotate_in_place(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, rot: Optional[torch.Tensor] = None
+                     ) -> None:
     """Rotate the pairs of ``x`` (any strides) in place; half-precision storage is computed in float32 and rounded
     once, as the out-of-place path does."""
     xc = _complex_pairs(x)
     if xc is not None:
-        xc.mul_(_rotation(sin, cos, x.dtype))
+        xc.mul_(_rotation(sin, cos, x.dtype, rot))
         return
     x0, x1 = x.unflatten(-1, (-1, 2)).unbind(-1)
     if x.dtype in (torch.float32, torch.float64):
@@ -239,9 +280,9 @@ class _RotateInPlace(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor]
-                ) -> torch.Tensor:
-        _rotate_in_place(x, sin, cos)
+    def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor],
+                rot: Optional[torch.Tensor] = None) -> torch.Tensor:
+        _rotate_in_place(x, sin, cos, rot)
         ctx.mark_dirty(x)
         _save(ctx, sin, cos, x, angles)
         return x
@@ -259,7 +300,7 @@ class _RotateInPlace(torch.autograd.Function):
             o0, o1 = out.to(g.dtype).unflatten(-1, (-1, 2)).unbind(-1)
             grad_angles = _sum_to(g1 * o0 - g0 * o1 if double else torch.addcmul(g1 * o0, g0, o1, value=-1.0),
                                   ctx.angle_shape)
-        return grad_x, None, None, grad_angles
+        return grad_x, None, None, grad_angles, None
 
 
 def _change_basis(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
@@ -303,7 +344,7 @@ def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torc
             raise ValueError("apply_rope: 2x2 rotations go through RopeTable (the sin / cos path), "
                              "build them with rope_table / generator_table")
         return _rotate_blocks(x.to(torch.promote_types(dtype, torch.float32)), table.blocks).to(dtype)
-    sin, cos, angles, basis = table
+    sin, cos, angles, basis, rot = table
     if sin.requires_grad or cos.requires_grad:
         raise ValueError("apply_rope: gradients reach the table through RopeTable.angles, not sin / cos "
                          "(build tables with rope_table)")
@@ -319,8 +360,8 @@ def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torc
             sin, cos = angles.sin(), angles.cos()
         return _rotate_autograd(xf, sin, cos).to(dtype)
     if torch.is_grad_enabled() and (x.requires_grad or learn_angles):
-        return _Rotate.apply(xf, sin, cos, angles if learn_angles else None).to(dtype)
-    return _rotate(xf, sin, cos).to(dtype)
+        return _Rotate.apply(xf, sin, cos, angles if learn_angles else None, rot).to(dtype)
+    return _rotate(xf, sin, cos, rot).to(dtype)
 
 
 def apply_rope_(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
@@ -335,12 +376,12 @@ def apply_rope_(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
     """
     if isinstance(table, BlockRopeTable) or table.basis is not None:
         raise ValueError("apply_rope_: only sin / cos tables without a basis rotate in place; use apply_rope")
-    sin, cos, angles, _ = table
+    sin, cos, angles, _, rot = table
     if sin.requires_grad or cos.requires_grad:
         raise ValueError("apply_rope_: gradients reach the table through RopeTable.angles, not sin / cos "
                          "(build tables with rope_table)")
     learn_angles = angles is not None and angles.requires_grad
     if torch.is_grad_enabled() and (x.requires_grad or learn_angles):
-        return _RotateInPlace.apply(x, sin, cos, angles if learn_angles else None)
-    _rotate_in_place(x, sin, cos)
+        return _RotateInPlace.apply(x, sin, cos, angles if learn_angles else None, rot)
+    _rotate_in_place(x, sin, cos, rot)
     return x

@@ -27,6 +27,7 @@ import torch
 from torch import nn
 
 from .frequencies import split_direction_frequencies
+from .grid import Coords, flat_coords
 from .precision import Float32State
 from .rotation import BlockRopeTable
 
@@ -92,9 +93,9 @@ class SphericalRoPE(Float32State):
         self.head_dim, self.num_heads, self.theta = head_dim, num_heads, theta
         self.freqs = nn.Parameter(spherical_frequencies(head_dim, num_heads, theta))
 
-    def forward(self, coords: torch.Tensor) -> BlockRopeTable:
-        """Table for ``coords`` ``(N, 2)`` → blocks ``(num_heads, N, head_dim // 3, 3, 3)``."""
-        return BlockRopeTable(spherical_blocks(self.freqs, coords))
+    def forward(self, coords: Coords) -> BlockRopeTable:
+        """Table for ``coords`` ``(N, 2)`` (or a grid's) → blocks ``(num_heads, N, head_dim // 3, 3, 3)``."""
+        return BlockRopeTable(spherical_blocks(self.freqs, flat_coords(coords)))
 
     def extra_repr(self) -> str:
         return f"head_dim={self.head_dim}, num_heads={self.num_heads}, theta={self.theta}"

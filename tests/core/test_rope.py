@@ -13,7 +13,9 @@ from ropevit_dense.rope import (
     MixedRoPE,
     apply_rope,
     apply_rope_,
+    GridCoords,
     axial_frequencies,
+    grid_axes,
     grid_coords,
     mixed_frequencies,
     rope_table,
@@ -37,6 +39,37 @@ def test_grid_is_x_fastest_and_supports_interpolation():
         grid_coords(2, 2, mode="interpolate")
     with pytest.raises(ValueError, match="unknown RoPE position mode"):
         grid_coords(2, 2, mode="stretch")
+
+
+@pytest.mark.parametrize("kwargs", [{}, dict(mode="interpolate", ref_size=(5, 3)),
+                                    dict(rule="centered", ref_size=(4, 4)),
+                                    dict(rule="centered", mode="interpolate")])
+def test_grid_axes_flatten_to_grid_coords(kwargs):
+    axes = grid_axes(3, 7, **kwargs)
+    assert isinstance(axes, GridCoords) and axes.xs.shape == (7,) and axes.ys.shape == (3,)
+    torch.testing.assert_close(axes.flat(), grid_coords(3, 7, **kwargs), rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["axial", "mixed"])
+def test_grid_table_is_the_table_of_the_flat_coordinates(kind):
+    """The factored table of a grid (one rotation per column times one per row) is the table of its tokens: to
+    float64 rounding in float64, to float32 rounding of angles of tens of radians in float32; the learned angles
+    and their gradients are the same."""
+    axes = grid_axes(9, 11, mode="interpolate", ref_size=(14, 14))
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-5)):
+        freqs = _freqs(kind).to(dtype)
+        grid, flat = rope_table(freqs, axes), rope_table(freqs, axes.flat())
+        assert grid.rotation is not None and grid.sin.shape == flat.sin.shape == (HEADS, 99, HEAD_DIM // 2)
+        torch.testing.assert_close(grid.sin, flat.sin, rtol=0, atol=tol)
+        torch.testing.assert_close(grid.cos, flat.cos, rtol=0, atol=tol)
+    freqs = _freqs(kind).double().requires_grad_()
+    x = torch.randn(2, HEADS, 99, HEAD_DIM, dtype=torch.float64)
+    grads = []
+    for coords in (axes, axes.flat()):
+        table = rope_table(freqs, coords)
+        torch.testing.assert_close(table.angles, rope_table(freqs, axes.flat()).angles, rtol=0, atol=1e-12)
+        grads.append(torch.autograd.grad(apply_rope(x, table).sin().sum(), freqs)[0])
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-10, atol=1e-10)
 
 
 def test_axial_frequencies_layout():

@@ -11,11 +11,12 @@ import torch
 from torch import nn
 
 from ropevit_dense.backbones import RoPESwin, RoPEViT
-from ropevit_dense.backbones.lr_decay import vit_layer_id
+from ropevit_dense.backbones.lr_decay import swin_layer_id, vit_layer_id
 from ropevit_dense.checkpoints import CheckpointError
 from ropevit_dense.checkpoints.load import load_pretrained
 from ropevit_dense.layers import Attention
 from ropevit_dense.rope import (
+    SHARED_ROPE_TYPES,
     BlockRopeTable,
     ComRoPEAP,
     ComRoPELD,
@@ -33,6 +34,7 @@ from ropevit_dense.rope import (
 
 HEAD_DIM, HEADS = 16, 2
 MODES = ("spherical", "liere", "comrope-ap", "comrope-ld")
+BACKBONE_MODES = (*MODES, "liere-per-layer")  # 'liere': one generator set for all blocks and heads (the backbone's)
 EPS32 = torch.finfo(torch.float32).eps
 
 
@@ -138,8 +140,9 @@ def test_bf16_autocast_keeps_tables_in_fp32_and_outputs_finite(mode):
             x = torch.randn(1, HEADS, coords.shape[0], HEAD_DIM).to(torch.bfloat16)
             out = apply_rope(x, table)
         ref = apply_rope(x.float(), module(coords))
-    assert all(t.dtype == torch.float32 for t in (table if isinstance(table, RopeTable) else table.blocks[None])
-               if t is not None)
+    # float32 tables (the eager complex rotation of a pair table is complex64: float32 parts)
+    assert all(t.dtype in (torch.float32, torch.complex64)
+               for t in (table if isinstance(table, RopeTable) else table.blocks[None]) if t is not None)
     assert out.dtype == torch.bfloat16 and torch.isfinite(out.float()).all()
     assert (out.float() - ref).abs().max() < 0.05
 
@@ -468,13 +471,14 @@ def _train(model: nn.Module, images: torch.Tensor, steps: int = 6) -> list[float
 
 
 @pytest.mark.parametrize("layout", ["global", "windowed"])
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", BACKBONE_MODES)
 def test_tiny_vit_trains_and_runs_larger(mode, layout):
     kw = dict(window_size=4, global_block_indexes=(1,)) if layout == "windowed" else {}
     torch.manual_seed(0)
     model = RoPEViT(**TINY_VIT, rope_type=mode, **kw).train()
     rope_params = {n: p for n, p in model.named_parameters() if is_rope_parameter(n)}
-    assert rope_params and all(n.startswith(("blocks.0.attn.rope.", "blocks.1.attn.rope.")) for n in rope_params)
+    owners = ("rope.",) if mode in SHARED_ROPE_TYPES else ("blocks.0.attn.rope.", "blocks.1.attn.rope.")
+    assert rope_params and all(n.startswith(owners) for n in rope_params)
     start = {n: p.detach().clone() for n, p in rope_params.items()}
     losses = _train(model, torch.randn(2, 3, 64, 64))
     assert losses[-1] < losses[0], losses
@@ -484,19 +488,61 @@ def test_tiny_vit_trains_and_runs_larger(mode, layout):
     assert out.shape == (1, 32, 12, 14) and torch.isfinite(out).all()
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", BACKBONE_MODES)
 def test_tiny_swin_trains_and_runs_larger(mode):
     torch.manual_seed(0)
     model = RoPESwin(embed_dim=32, depths=(2, 2), num_heads=(2, 4), window_size=4, pretrain_window_size=4,
                      rope_type=mode).train()
     rope_params = {n: p for n, p in model.named_parameters() if is_rope_parameter(n)}
-    assert len({n.rsplit(".attn.rope.", 1)[0] for n in rope_params}) == 4  # one RoPE module per attention layer
+    owners = {n.rsplit("rope.", 1)[0] for n in rope_params}
+    # one RoPE module per attention layer, or the backbone's one
+    assert owners == ({""} if mode in SHARED_ROPE_TYPES else {f"layers.{i}.blocks.{j}.attn." for i in range(2)
+                                                              for j in range(2)})
     losses = _train(model, torch.randn(2, 3, 48, 48))
     assert losses[-1] < losses[0], losses
     with torch.no_grad():
         outs = model.eval()(torch.randn(1, 3, 96, 80))
     assert [tuple(o.shape) for o in outs] == [(1, 32, 24, 20), (1, 64, 12, 10)]
     assert all(torch.isfinite(o).all() for o in outs)
+
+
+def _per_layer_twin(shared: nn.Module, cls, **kw) -> nn.Module:
+    """A 'liere-per-layer' backbone with ``shared``'s weights and its one generator set in every layer and head."""
+    twin = cls(**kw, rope_type="liere-per-layer")
+    missing, unexpected = twin.load_state_dict(shared.state_dict(), strict=False)
+    assert unexpected == ["rope.generators"] and all(k.endswith("attn.rope.generators") for k in missing)
+    for m in twin.modules():
+        if isinstance(m, LieRE):
+            nb = m.generators.shape[2]  # narrower heads use the leading blocks of the widest head's generators
+            m.generators.data.copy_(shared.rope.generators.data[:, :, :nb].expand_as(m.generators))
+    return twin
+
+
+@pytest.mark.parametrize("arch", ["vit", "swin"])
+def test_shared_liere_is_per_layer_liere_with_one_generator_set(arch):
+    """'liere' (the reference's default: one set of generators for every layer and head, computed once per forward)
+    gives exactly the outputs and generator gradients of per-layer LieRE whose layers all hold that one set."""
+    torch.manual_seed(0)
+    if arch == "vit":
+        cls, kw, x = RoPEViT, dict(TINY_VIT, window_size=4, global_block_indexes=(1,)), torch.randn(2, 3, 80, 96)
+    else:
+        cls, kw = RoPESwin, dict(embed_dim=32, depths=(2, 2), num_heads=(1, 4), window_size=4, pretrain_window_size=4)
+        x = torch.randn(2, 3, 72, 56)  # head widths 32 and 16: the 16-wide heads use the first 2 of 4 blocks
+    shared = cls(**kw, rope_type="liere").train()
+    twin = _per_layer_twin(shared, cls, **kw).train()
+    calls = []
+    shared.rope.register_forward_hook(lambda *args: calls.append(1))
+    out, ref = shared(x), twin(x)
+    assert len(calls) == (2 if arch == "vit" else 1)  # one table per layout (window, global) and forward
+    for a, b in zip(out, ref):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    sum(o.square().mean() for o in out).backward()
+    sum(o.square().mean() for o in ref).backward()
+    grads = [m.generators.grad for m in twin.modules() if isinstance(m, LieRE)]
+    nb = shared.rope.generators.shape[2]
+    total = sum(torch.nn.functional.pad(g.sum(1, keepdim=True), (0, 0, 0, nb - g.shape[2])) for g in grads)
+    torch.testing.assert_close(shared.rope.generators.grad, total, rtol=1e-4, atol=1e-8)
+    assert shared.rope.generators.grad.abs().sum() > 0
 
 
 @pytest.mark.parametrize("mode", ["spherical", "comrope-ld"])
@@ -528,16 +574,19 @@ def test_bf16_autocast_backbones_are_finite_and_close():
 
 
 # -- parameter rules -------------------------------------------------------------------------------------------------
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", BACKBONE_MODES)
 def test_weight_decay_and_layer_decay_rules_cover_the_new_parameters(mode):
     vit = RoPEViT(**TINY_VIT, rope_type=mode)
-    rope = {n for n, _ in vit.named_parameters() if ".attn.rope." in n}
+    rope = {n for n, _ in vit.named_parameters() if ".rope." in f".{n}"}
     assert rope and rope <= vit.no_weight_decay()
-    assert {vit_layer_id(f"backbone.{n}", vit.depth) for n in rope} == {1, 2}
+    # a block's own RoPE decays with its block; the backbone's shared one with the embeddings
+    shared = mode in SHARED_ROPE_TYPES
+    assert {vit_layer_id(f"backbone.{n}", vit.depth) for n in rope} == ({0} if shared else {1, 2})
     swin = RoPESwin(embed_dim=32, depths=(2,), num_heads=(2,), window_size=4, rope_type=mode)
     keys = swin.no_weight_decay_keywords()
-    swin_rope = [n for n, _ in swin.named_parameters() if ".attn.rope." in n]
+    swin_rope = [n for n, _ in swin.named_parameters() if ".rope." in f".{n}"]
     assert swin_rope and all(any(k in n for k in keys) for n in swin_rope)
+    assert {swin_layer_id(f"backbone.{n}", (2,)) for n in swin_rope} == ({0} if shared else {1, 2})
     assert not any(any(k in n for k in keys) for n, _ in swin.named_parameters() if n not in swin_rope)
 
 
@@ -572,7 +621,7 @@ def _naver_file(model: RoPEViT) -> dict:
     return {"model": sd}
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", BACKBONE_MODES)
 def test_rope_mixed_checkpoint_loads_everything_but_the_new_rope_parameters(mode):
     torch.manual_seed(0)
     src = RoPEViT(**TINY_VIT, rope_type="mixed")
@@ -594,12 +643,13 @@ def test_ape_checkpoint_needs_an_ape_or_non_strict_loading():
     with pytest.raises(CheckpointError, match="pos_embed"):
         load_pretrained(RoPEViT(**TINY_VIT, rope_type="liere"), _naver_file(src))
     report = load_pretrained(RoPEViT(**TINY_VIT, rope_type="liere", use_ape=True), _naver_file(src))
-    assert report.ok and report.initialized == ["blocks.0.attn.rope.generators", "blocks.1.attn.rope.generators"]
-    report = load_pretrained(RoPEViT(**TINY_VIT, rope_type="liere"), _naver_file(src), strict=False)
-    assert report.unexpected == ["pos_embed"] and len(report.initialized) == 2
+    assert report.ok and report.initialized == ["rope.generators"]
+    report = load_pretrained(RoPEViT(**TINY_VIT, rope_type="liere-per-layer"), _naver_file(src), strict=False)
+    assert report.unexpected == ["pos_embed"]
+    assert report.initialized == ["blocks.0.attn.rope.generators", "blocks.1.attn.rope.generators"]
 
 
-@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("mode", BACKBONE_MODES)
 def test_checkpoint_of_the_same_mode_loads_its_rope_parameters(mode):
     torch.manual_seed(0)
     src = RoPEViT(**TINY_VIT, rope_type=mode)
@@ -609,8 +659,8 @@ def test_checkpoint_of_the_same_mode_loads_its_rope_parameters(mode):
     assert report.ok and not report.initialized and not report.dropped
     for k, v in src.state_dict().items():
         torch.testing.assert_close(dst.state_dict()[k], v, rtol=0, atol=0, msg=k)
-    wrong = {k: (v[..., :1] if is_rope_parameter(k) and k.startswith("blocks.0") else v)
-             for k, v in src.state_dict().items()}
+    first = min(k for k in src.state_dict() if is_rope_parameter(k))
+    wrong = {k: (v[..., :1] if k == first else v) for k, v in src.state_dict().items()}
     with pytest.raises(CheckpointError, match="shape mismatch"):  # its own mode, broken: not silently re-initialised
         load_pretrained(dst, wrong)
 
@@ -620,7 +670,7 @@ def test_checkpoint_of_another_learned_mode_or_block_size_is_refused():
     of another learned mode are a mistake that strict loading names."""
     src = RoPEViT(**TINY_VIT, rope_type="liere", rope_block_size=4)
     for kwargs in (dict(rope_type="liere"), dict(rope_type="comrope-ap", rope_block_size=4),
-                   dict(rope_type="spherical")):
+                   dict(rope_type="spherical"), dict(rope_type="liere-per-layer", rope_block_size=4)):
         with pytest.raises(CheckpointError, match="strict loading"):
             load_pretrained(RoPEViT(**TINY_VIT, **kwargs), src.state_dict())
 

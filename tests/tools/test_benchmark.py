@@ -22,14 +22,15 @@ def test_benchmark_writes_markdown_and_csv(tmp_path, capsys):
     assert bench.main(["--arch", "vit-s", "--sizes", "64", "--modes", "timm,none,mixed", "--layouts",
                        "global,vitdet", "--repeats", "1", "--md", str(md), "--csv", str(table)]) == 0
     lines = md.read_text().splitlines()
-    assert lines[0].startswith("| backbone | layout | position | input | step | median (s) | x none | x timm |")
+    assert lines[0].startswith("| backbone | layout | position | input | step | median (s) | min (s) | x none "
+                               "| x timm |")
     body = [[c.strip() for c in line.split("|")[1:-1]] for line in lines[2:]]
     # timm's ViT has no window blocks: no timm row (and no 'x timm' ratio) in the ViTDet layout
     assert [(r[1], r[2], r[3], r[4]) for r in body] == [
         ("global", "timm", "64x64", "forward"), ("global", "none", "64x64", "forward"),
         ("global", "mixed", "64x64", "forward"), ("vitdet", "none", "64x64", "forward"),
         ("vitdet", "mixed", "64x64", "forward")]
-    assert body[1][6] == "1.000" and body[0][7] == "1.000" and body[1][7] != "-" and body[4][7] == "-"
+    assert body[1][7] == "1.000" and body[0][8] == "1.000" and body[1][8] != "-" and body[4][8] == "-"
     rows = list(csv.DictReader(table.open()))
     assert len(rows) == 5 and all(float(r["median_s"]) > 0 and float(r["peak_increase_mb"]) >= 0 for r in rows)
 
@@ -56,7 +57,7 @@ def test_training_step_rows(tmp_path):
                        "--threads", "1", "--md", str(md)]) == 0
     body = [[c.strip() for c in line.split("|")[1:-1]] for line in md.read_text().splitlines()[2:]]
     assert [(r[2], r[4]) for r in body] == [("none", "train"), ("mixed", "train")]
-    assert float(body[1][5]) > 0 and float(body[1][8]) > 0
+    assert float(body[1][5]) > 0 and float(body[1][9]) > 0
 
 
 def test_benchmark_rejects_bad_arguments(capsys):
@@ -105,7 +106,7 @@ def test_whole_model_rows_for_mmdet_and_mmseg_configs_against_their_floor(tmp_pa
         assert float(r["throughput"]) == pytest.approx(2 / float(r["median_s"]))
         assert float(r["peak_increase_mb"]) > 0
     lines = md.read_text().splitlines()
-    assert lines[0].endswith("| throughput (img/s) |") and lines[2].split("|")[7].strip() == "1.000"
+    assert lines[0].endswith("| throughput (img/s) |") and lines[2].split("|")[8].strip() == "1.000"
     from PIL import Image
 
     with Image.open(png) as img:
