@@ -203,12 +203,27 @@ class _ComRoPE(_GeneratorRoPE):
         :meth:`base_skew` (per normalised unit)."""
         raise NotImplementedError
 
+    def _eigenbasis(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """:func:`commuting_basis` of :meth:`base_skew`. Without gradients (inference) it is kept for the next
+        forward while ``generators`` stays the same tensor with the same values (its storage, device, dtype and
+        version counter, which every in-place update such as an optimizer step or ``load_state_dict`` advances),
+        so the eigendecompositions run once, not in every forward."""
+        p = self.generators
+        if (torch.is_grad_enabled() and p.requires_grad) or torch.compiler.is_compiling():
+            return commuting_basis(self.base_skew())
+        key = (p.data_ptr(), p.device, p.dtype, p._version)
+        cached = self.__dict__.get("_eigenbasis_cache")
+        if cached is None or cached[0] != key:
+            cached = (key, commuting_basis(self.base_skew()))
+            self.__dict__["_eigenbasis_cache"] = cached
+        return cached[1]
+
     def forward(self, coords: Coords) -> Union[RopeTable, BlockRopeTable]:
         """Table for ``coords`` ``(N, 2)`` (token units, or a grid's): ``Q^T`` blocks and the pair angles. Odd block
         sizes (one unrotated axis per block) take the matrix-exponential path of LieRE."""
         if self.block_size == 2 or self.block_size % 2:
             return super().forward(coords)
-        basis, w = commuting_basis(self.base_skew())
+        basis, w = self._eigenbasis()
         fx, fy = self.axis_rates(w)
         freqs = torch.stack((fx, fy)).flatten(-2) * self.coord_scale  # (2, heads, head_dim / 2)
         return rope_table(freqs, coords)._replace(basis=basis)

@@ -10,10 +10,10 @@ import torch
 
 from ropevit_dense.rope import (
     AxialRoPE,
+    GridCoords,
     MixedRoPE,
     apply_rope,
     apply_rope_,
-    GridCoords,
     axial_frequencies,
     grid_axes,
     grid_coords,

@@ -722,3 +722,19 @@ def test_batched_matrix_exp_matches_the_float64_exponential_and_its_gradient():
     got = torch.autograd.grad((matrix_exp(x) * w).sum(), x)[0]
     want = torch.autograd.grad((torch.linalg.matrix_exp(x) * w).sum(), x)[0]
     torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+
+
+@pytest.mark.parametrize("mode", ["comrope-ap", "comrope-ld"])
+def test_comrope_inference_reuses_its_eigenbasis_until_the_generators_change(mode):
+    module = _module(mode, block_size=4)
+    coords = grid_coords(5, 6)
+    with torch.no_grad():
+        first, again = module(coords), module(coords)
+        assert again.basis is first.basis  # one eigendecomposition for repeated inference
+        module.generators.mul_(1.5)  # an in-place update (optimizer step, load_state_dict) invalidates it
+        changed = module(coords)
+    assert changed.basis is not first.basis
+    fresh = module(coords)  # with gradients: computed afresh, and equal
+    torch.testing.assert_close(fresh.basis.detach(), changed.basis, rtol=0, atol=0)
+    torch.testing.assert_close(fresh.sin.detach(), changed.sin, rtol=0, atol=0)
+    assert fresh.basis.requires_grad
