@@ -279,3 +279,24 @@ def test_bad_inputs_give_clear_errors_and_touch_nothing(conv, tmp_path, capsys):
         with pytest.raises(SystemExit):
             conv.main(argv)
         assert message in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("arch", ["vit", "swin"])
+@pytest.mark.parametrize("mode", ["liere", "liere-per-layer", "comrope-ld"])
+def test_generator_modes_need_their_rope_type_named(conv, tmp_path, capsys, arch, mode):
+    """LieRE / ComRoPE parameters (the backbone's shared ``rope.generators`` or per-block ones) cannot be told apart
+    reliably from the tensors: without --rope-type the tool names the problem and writes nothing; with it the
+    written file reproduces the model."""
+    cls, kw = (RoPEViT, dict(TINY_VIT)) if arch == "vit" else (RoPESwin, dict(TINY_SWIN))
+    src = _randomize(cls(**kw, rope_type=mode), seed=5)
+    inp, out = tmp_path / "src.pth", tmp_path / "out.pth"
+    torch.save(src.state_dict(), inp)
+    assert conv.main([str(inp), str(out)]) == 2
+    assert "pass --rope-type" in capsys.readouterr().err and not out.exists()
+    heads = ["--num-heads", ",".join(str(h) for h in ([kw["num_heads"]] if arch == "vit" else kw["num_heads"]))]
+    assert conv.main([str(inp), str(out), "--rope-type", mode, *heads]) == 0
+    dst = cls(**kw, rope_type=mode)
+    assert load_pretrained(dst, str(out)).ok
+    x = torch.randn(1, 3, 64, 64)
+    for a, b in zip(_outputs(src, x), _outputs(dst, x)):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
