@@ -292,7 +292,7 @@ class RoPESwin(nn.Module):
         theta, block_size = rope_settings(rope_type, "swin", theta=rope_theta, block_size=rope_block_size)
 
         self.patch_embed = PatchEmbed(patch_size=patch_size, in_chans=in_chans, embed_dim=embed_dim, norm=True)
-        head_dims = sorted({d // h for d, h in zip(dims, num_heads)})
+        self.head_dims = head_dims = sorted({d // h for d, h in zip(dims, num_heads)})
         bad = [hd for hd in head_dims if rope_type == "liere" and hd % block_size]
         if bad:
             raise ValueError(f"LieRE needs head_dim divisible by block_size={block_size} in every stage, "
@@ -358,8 +358,7 @@ class RoPESwin(nn.Module):
             return {hd: m(coords) for hd, m in self.rope.items()}
         table = self.rope(coords)  # LieRE: (1, w*w, blocks of the widest head, b, b)
         b = self.rope.block_size
-        return {str(hd): BlockRopeTable(table.blocks[:, :, : hd // b])
-                for hd in sorted({blk.attn.head_dim for stage in self.layers for blk in stage.blocks})}
+        return {str(hd): BlockRopeTable(table.blocks[:, :, : hd // b]) for hd in self.head_dims}
 
     def stage_outputs(self, x: torch.Tensor) -> list[torch.Tensor]:
         """Raw outputs of every stage (before patch merging and before the output norms), ``(B, H_i, W_i, C_i)``."""

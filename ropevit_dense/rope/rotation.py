@@ -120,13 +120,14 @@ def rope_table(freqs: torch.Tensor, coords: Coords) -> RopeTable:
     column and one per row, ``exp(i x fx) * exp(i y fy)``: sin / cos on ``W + H`` positions and one complex product
     per entry, instead of the angles, sin and cos of all ``W * H`` tokens.
     """
+    traced = torch.compiler.is_compiling()
     with torch.autocast(device_type=freqs.device.type, enabled=False):
-        if isinstance(coords, GridCoords) and not torch.compiler.is_compiling():
+        if isinstance(coords, GridCoords) and not traced:
             return _grid_table(freqs, coords)
         angles = rope_angles(freqs, flat_coords(coords))
         learned = angles if angles.requires_grad else None
         values = angles.detach()
-        if torch.compiler.is_compiling():
+        if traced:
             return RopeTable(values.sin(), values.cos(), learned)
         # cos and sin written straight into the parts of one complex buffer: one allocation, no assembly pass
         rot = torch.empty(values.shape, dtype=values.dtype.to_complex(), device=values.device)
