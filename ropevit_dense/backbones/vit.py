@@ -41,12 +41,15 @@ from ..layers import (
 from ..rope import (
     PAIR_ROPE_TYPES,
     BlockRopeTable,
+    FactoredRopeTable,
     GridCoords,
+    MixedRoPE,
     RopeArg,
     RopeTable,
     build_layer_rope,
     build_shared_rope,
     check_rope_options,
+    factored_tables,
     grid_axes,
     is_rope_parameter,
     rope_settings,
@@ -372,13 +375,18 @@ class RoPEViT(nn.Module):
         return pos
 
     def _rope_tables(self, grid: tuple[int, int], device: torch.device) -> Iterator[Optional[RopeArg]]:
-        """One table per block, for its layout: shared (axial) tables are built once per forward; a block's own
-        (learned) table is handed over unbuilt, so its attention builds it and frees it before the MLP runs."""
+        """One table per block, for its layout: shared (axial) tables are built once per forward; RoPE-Mixed blocks
+        get factored tables (:mod:`ropevit_dense.rope.factored`), computed for all blocks of a layout at once; any
+        other block's own (learned) table is handed over unbuilt, so its attention builds it and frees it before the
+        MLP runs. Traced code builds every table in its block (plain tables, see
+        :func:`~ropevit_dense.rope.rope_table`)."""
         if self.rope_type is None:
             yield from (None for _ in self.blocks)
             return
+        traced = torch.compiler.is_compiling()
         coords: dict[int, GridCoords] = {}
         shared: dict[int, Union[RopeTable, BlockRopeTable]] = {}
+        factored: dict[int, Iterator[FactoredRopeTable]] = {}
         for blk in self.blocks:
             w = blk.window_size
             if w not in coords:
@@ -388,7 +396,12 @@ class RoPEViT(nn.Module):
                 coords[w] = grid_axes(*((w, w) if w else grid), mode=self.rope_position,
                                       ref_size=self.pretrain_grid, rule=self.family.rope_coords, device=device)
             # tables cover the grid only: attention leaves the first N - rows tokens (cls, registers) unrotated
-            if blk.attn.rope is not None:
+            if isinstance(blk.attn.rope, MixedRoPE) and not traced:
+                if w not in factored:
+                    freqs = [b.attn.rope.freqs for b in self.blocks if b.window_size == w]
+                    factored[w] = iter(factored_tables(freqs, coords[w]))
+                yield next(factored[w])
+            elif blk.attn.rope is not None:
                 yield functools.partial(blk.attn.rope, coords[w])
             else:
                 if w not in shared:

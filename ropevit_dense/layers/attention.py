@@ -8,7 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..rope import BlockRopeTable, RopeArg, RopeTable, apply_rope, apply_rope_
+from ..rope import BlockRopeTable, FactoredRopeTable, RopeArg, RopeTable, apply_rope, apply_rope_
+from ..rope.factored import can_rotate_factored, rotate_factored_
 from .rel_pos import decomposed_rel_pos_bias
 
 
@@ -58,7 +59,8 @@ class Attention(nn.Module):
             tuple: ``q``, ``k``, ``v`` ``(B, heads, N, head_dim)`` and the bias ``(B, heads, N, N)`` or None.
         """
         B, N, _ = x.shape
-        qkv = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        qkv_tokens = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim)
+        qkv = qkv_tokens.permute(2, 0, 3, 1, 4)
         bias = None
         if self.rel_pos_h is not None:
             if hw is None:
@@ -69,13 +71,24 @@ class Attention(nn.Module):
             return (*qkv.unbind(0), bias)
         if callable(rope):
             rope = rope()
-        rows = rope.blocks.shape[-4] if isinstance(rope, BlockRopeTable) else rope.sin.shape[-2]
+        if isinstance(rope, FactoredRopeTable):
+            rows = rope.hw[0] * rope.hw[1]
+        else:
+            rows = rope.blocks.shape[-4] if isinstance(rope, BlockRopeTable) else rope.sin.shape[-2]
         prefix = N - rows
         if prefix < 0:
             raise ValueError(f"a RoPE table of {rows} positions for {N} tokens")
         # In place in eager mode; traced (torch.compile, torch.export / ONNX) the functional form, which the
         # compilers fuse themselves. With a bias, its backward needs the unrotated queries, so no in-place either.
-        if isinstance(rope, RopeTable) and rope.basis is None and bias is None and not torch.compiler.is_compiling():
+        in_place = bias is None and not torch.compiler.is_compiling()
+        if isinstance(rope, FactoredRopeTable):
+            # the grid's queries and keys in the projection's own token-major layout, rotated by rows then columns
+            grid = qkv_tokens[:, prefix:, :2].unflatten(1, rope.hw)
+            if in_place and can_rotate_factored(grid):
+                rotate_factored_(grid, rope)
+                return (*qkv.unbind(0), bias)
+            rope = rope.table()
+        if isinstance(rope, RopeTable) and rope.basis is None and in_place:
             apply_rope_(qkv[:2, :, :, prefix:], rope)
             return (*qkv.unbind(0), bias)
         q, k = apply_rope(qkv[:2], rope.with_prefix(prefix)).unbind(0)

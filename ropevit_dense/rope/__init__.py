@@ -1,6 +1,7 @@
 """2D rotary position embedding for images: coordinates, frequencies, generators, tables and the one rotation
 function."""
 
+from .factored import FactoredRopeTable, RopeArg, factored_tables, rotate_factored_
 from .frequencies import axial_frequencies, base_magnitudes, mixed_frequencies
 from .generators import ComRoPEAP, ComRoPELD, LieRE, commuting_basis, generator_table, skew_from_upper
 from .grid import COORDINATE_RULES, POSITION_MODES, Coords, GridCoords, flat_coords, grid_axes, grid_coords
@@ -20,7 +21,7 @@ from .modules import (
     is_rope_parameter,
     rope_settings,
 )
-from .rotation import BlockRopeTable, RopeArg, RopeTable, apply_rope, apply_rope_, rope_angles, rope_table
+from .rotation import BlockRopeTable, RopeTable, apply_rope, apply_rope_, rope_angles, rope_table
 from .spherical import SphericalRoPE, spherical_blocks, spherical_frequencies
 
 __all__ = [
@@ -38,6 +39,7 @@ __all__ = [
     "ComRoPEAP",
     "ComRoPELD",
     "Coords",
+    "FactoredRopeTable",
     "GridCoords",
     "LieRE",
     "MixedRoPE",
@@ -52,6 +54,7 @@ __all__ = [
     "build_shared_rope",
     "check_rope_options",
     "commuting_basis",
+    "factored_tables",
     "flat_coords",
     "generator_table",
     "grid_axes",
@@ -61,6 +64,7 @@ __all__ = [
     "rope_angles",
     "rope_settings",
     "rope_table",
+    "rotate_factored_",
     "skew_from_upper",
     "spherical_blocks",
     "spherical_frequencies",

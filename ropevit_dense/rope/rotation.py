@@ -24,7 +24,7 @@ as they are). Their 2x2 cases are exactly the sin / cos rotation above and are b
 
 from __future__ import annotations
 
-from typing import Callable, NamedTuple, Optional, Union
+from typing import NamedTuple, Optional, Union
 
 import torch
 
@@ -87,11 +87,6 @@ class BlockRopeTable(NamedTuple):
         eye = torch.eye(b.shape[-1], dtype=b.dtype, device=b.device)
         ident = eye.expand(b.shape[0], num_prefix, b.shape[2], -1, -1)
         return BlockRopeTable(torch.cat((ident, b), dim=1))
-
-
-RopeArg = Union[RopeTable, BlockRopeTable, Callable[[], Union[RopeTable, BlockRopeTable]]]
-"""What attention takes as its RoPE: a table, or a zero-argument callable that builds it. A callable lets a learned
-table be built inside the attention call and freed right after it, instead of living through the whole block."""
 
 
 def rope_angles(freqs: torch.Tensor, coords: torch.Tensor) -> torch.Tensor:

@@ -269,3 +269,90 @@ def test_attention_rotates_pairs_in_place_and_matches_the_out_of_place_path():
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     with pytest.raises(ValueError, match="a RoPE table of 20 positions for 13 tokens"):
         attn(x, rope(grid_coords(4, 5)))
+
+
+def _qkv_grid(inp: torch.Tensor, w: torch.Tensor, hw: tuple[int, int], prefix: int) -> torch.Tensor:
+    """Queries and keys of a fused qkv projection in its token-major layout, grid part ``(B, H, W, 2, heads, hd)``."""
+    B, N, _ = inp.shape
+    return (inp @ w.T).view(B, N, 3, HEADS, HEAD_DIM)[:, prefix:, :2].unflatten(1, hw)
+
+
+def test_factored_rotation_equals_the_table_rotation():
+    """Rotating queries and keys of a grid by the row factor then the column factor (in place, token-major layout)
+    gives the rotation by the full table, in fp64 and fp32; several layers' factors computed together are each
+    layer's own."""
+    from ropevit_dense.rope import factored_tables, rotate_factored_
+
+    g = torch.Generator().manual_seed(1)
+    coords = grid_axes(3, 5)
+    fs = [mixed_frequencies(HEAD_DIM, HEADS, theta=10.0, generator=g) for _ in range(3)]
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 2e-6)):
+        x = torch.randn(2, 3, 5, 2, HEADS, HEAD_DIM, dtype=dtype, generator=g)
+        tables = factored_tables([f.to(dtype) for f in fs], coords)
+        for f, table in zip(fs, tables):
+            ref = apply_rope(x.flatten(1, 2).permute(2, 0, 3, 1, 4), rope_table(f.to(dtype), coords))  # (2,B,h,N,hd)
+            out = rotate_factored_(x.clone(), table).flatten(1, 2).permute(2, 0, 3, 1, 4)
+            torch.testing.assert_close(out, ref, rtol=tol, atol=tol)
+            full = table.table()  # the same rotations as a plain table
+            torch.testing.assert_close(full.sin, rope_table(f.to(dtype), coords).sin, rtol=tol, atol=tol)
+    with pytest.raises(ValueError, match="does not fit"):
+        rotate_factored_(torch.randn(2, 5, 3, 2, HEADS, HEAD_DIM), factored_tables(fs[:1], coords)[0])
+    with pytest.raises(ValueError, match="adjacent channel pairs"):
+        rotate_factored_(torch.randn(2, 3, 5, 2, HEADS, HEAD_DIM).bfloat16(), factored_tables(fs[:1], coords)[0])
+
+
+def test_factored_rotation_gradients_first_and_second_order():
+    """The factored rotation's hand-written backward (inputs and learned frequencies) against finite differences,
+    and its double backward, on a strided view of a fused qkv buffer with a cls token left out."""
+    from ropevit_dense.rope import factored_tables, rotate_factored_
+
+    g = torch.Generator().manual_seed(2)
+    coords = grid_axes(3, 4)
+    f = _freqs("mixed").double().requires_grad_(True)
+    f2 = _freqs("mixed").double().mul(0.7).requires_grad_(True)
+    w = torch.randn(3 * HEADS * HEAD_DIM, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    inp = torch.randn(2, 13, 8, dtype=torch.float64, generator=g)
+
+    def rotated(w_, f_, f2_):  # two layers' tables computed together, one applied per layer
+        t1, t2 = factored_tables([f_, f2_], coords)
+        q1 = rotate_factored_(_qkv_grid(inp, w_, (3, 4), prefix=1), t1)
+        q2 = rotate_factored_(_qkv_grid(inp, w_, (3, 4), prefix=1), t2)
+        return q1 * q2
+
+    flat = _qkv_grid(inp, w, (3, 4), 1).flatten(1, 2).permute(2, 0, 3, 1, 4)
+    ref = apply_rope(flat, rope_table(f, coords)) * apply_rope(flat, rope_table(f2, coords))
+    torch.testing.assert_close(rotated(w, f, f2).flatten(1, 2).permute(2, 0, 3, 1, 4), ref)
+    torch.autograd.gradcheck(rotated, (w, f, f2), fast_mode=True)
+    torch.autograd.gradgradcheck(rotated, (w, f, f2), fast_mode=True)
+    fixed = factored_tables([_freqs("axial").double()], coords)[0]
+    torch.autograd.gradgradcheck(lambda w_: rotate_factored_(_qkv_grid(inp, w_, (3, 4), 1), fixed), (w,),
+                                 fast_mode=True)
+
+
+@pytest.mark.parametrize("window", [0, 2])
+def test_backbone_factored_path_matches_plain_tables(monkeypatch, window):
+    """A RoPE-Mixed ViT (cls token; all-global, or windowed blocks with padding) gives the same features and
+    gradients with its factored tables as with every block's plain table."""
+    import ropevit_dense.backbones.vit as vit_module
+    from ropevit_dense import RoPEViT
+
+    torch.manual_seed(0)
+    kwargs = dict(embed_dim=2 * HEAD_DIM, depth=3, num_heads=2, patch_size=4, pretrain_img_size=24, rope_type="mixed",
+                  out_indices=(1, 2))
+    if window:
+        kwargs.update(use_cls_token=False, window_size=window, global_block_indexes=(1,))
+    model = RoPEViT(**kwargs)
+    x = torch.randn(2, 3, 20, 28)
+
+    def run():
+        model.zero_grad()
+        feats = model(x)
+        sum(f.square().sum() for f in feats).backward()
+        return [f.detach() for f in feats], [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    feats, grads = run()
+    factored = vit_module.factored_tables
+    monkeypatch.setattr(vit_module, "factored_tables", lambda fs, c: [t.table() for t in factored(fs, c)])
+    ref_feats, ref_grads = run()
+    for a, b in zip(feats + grads, ref_feats + ref_grads):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
