@@ -7,9 +7,11 @@ batch, then the same under CPU bf16 autocast.
 * bf16 autocast: the loss and every gradient are finite; the backbone's outputs are within 3 % (relative Frobenius
   norm) of fp32 and the total loss within 5 %. Why these tolerances: bf16 keeps 8 significant bits (rounding error
   2^-9, about 0.2 %) and the errors of the rounded matmuls and convolutions add up over the layers (measured at random
-  initialisation: backbone 0.3-1.5 %, total loss up to 1.2 %); on top of that, the detectors' top-k query selection
-  and Hungarian matching may pick other, nearly as good queries under bf16, which moves single loss terms by up
-  to ~10 % but the total by little.
+  initialisation: backbone 0.3-1.5 %, total loss up to 1.2 %). DINO is checked differently: its encoder's top-k
+  query selection and Hungarian matching may pick other, nearly as good queries under bf16 at random
+  initialisation, which moves the matched loss terms as a whole by up to 7.5 % (measured over the shipped DINO
+  structures; backbone outputs within 0.3 %). Its denoising terms (``dn_loss_*``), whose targets are fixed by
+  construction, are the precise comparison: within 5 % (measured: 0.1-0.3 %); the total only within 15 %.
 
 The default run builds cheap variants (:func:`ropevit_dense.diagnostics.mm_models.shrink` says what is kept: every
 class, width, position mode and window size; one block of each kind, fewer queries / proposals, small inputs), one
@@ -39,6 +41,7 @@ CONFIGS = sorted(
 SIZES = {"mmdet": (96, 128), "mmseg": (32, 32)}
 FULL_SIZES = {"mmdet": (256, 320), "mmseg": (64, 64)}  # DINO's 900 queries need as many encoder tokens
 LOSS_RTOL, FEATURE_RTOL = 0.05, 0.03
+MATCHED_LOSS_RTOL = 0.15  # total of a DETR-style detector, whose matching may change under bf16
 
 
 def test_the_sweep_finds_every_config_folder():
@@ -110,7 +113,7 @@ def _check(name: str, *, full_size: bool) -> None:
     batch = mm.synthetic_batch(model, framework, size=size)
 
     feats32, handle = _backbone_outputs(model)
-    loss32, _ = mm.training_loss(model, batch)
+    loss32, terms32 = mm.training_loss(model, batch)
     handle.remove()
     loss32.backward()
     missing = mm.parameters_without_grad(model)
@@ -127,7 +130,7 @@ def _check(name: str, *, full_size: bool) -> None:
             mm.training_loss(model, batch, autocast=torch.bfloat16)
         handle.remove()
         return
-    loss16, _ = mm.training_loss(model, batch, autocast=torch.bfloat16)
+    loss16, terms16 = mm.training_loss(model, batch, autocast=torch.bfloat16)
     handle.remove()
     loss16.backward()
     assert math.isfinite(loss16.item()), f"bf16 loss {loss16.item()}"
@@ -137,8 +140,14 @@ def _check(name: str, *, full_size: bool) -> None:
     for i, (a, b) in enumerate(zip(feats16, feats32)):
         err = float((a - b).norm() / b.norm())
         assert err < FEATURE_RTOL, f"backbone output {i}: bf16 differs from fp32 by {err:.2%}"
+    fixed = sorted(k for k in terms32 if "dn_loss" in k)  # denoising: targets independent of the matching
+    total_rtol = MATCHED_LOSS_RTOL if fixed else LOSS_RTOL
+    if fixed:
+        dn32, dn16 = (sum(float(terms[k]) for k in fixed) for terms in (terms32, terms16))
+        rel = abs(dn16 - dn32) / abs(dn32)
+        assert rel < LOSS_RTOL, f"bf16 denoising loss {dn16:.4f} vs fp32 {dn32:.4f} ({rel:.2%})"
     rel = abs(loss16.item() - loss32.item()) / abs(loss32.item())
-    assert rel < LOSS_RTOL, f"bf16 loss {loss16.item():.4f} vs fp32 {loss32.item():.4f} ({rel:.2%})"
+    assert rel < total_rtol, f"bf16 loss {loss16.item():.4f} vs fp32 {loss32.item():.4f} ({rel:.2%})"
 
 
 @pytest.mark.parametrize("name", CONFIGS)
