@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..rope import BlockRopeTable, FactoredRopeTable, RopeArg, RopeTable, apply_rope, apply_rope_
-from ..rope.factored import can_rotate_factored, rotate_factored_
+from ..rope.factored import rotate_factored_
 from .rel_pos import decomposed_rel_pos_bias
 
 
@@ -59,16 +59,25 @@ class Attention(nn.Module):
             tuple: ``q``, ``k``, ``v`` ``(B, heads, N, head_dim)`` and the bias ``(B, heads, N, N)`` or None.
         """
         B, N, _ = x.shape
-        qkv_tokens = self.qkv(x).view(B, N, 3, self.num_heads, self.head_dim)
-        qkv = qkv_tokens.permute(2, 0, 3, 1, 4)
+        # (B * N, 3 * heads * head_dim), token-major. Projected from the flattened tokens, the buffer is the matmul's
+        # own output rather than a view of it, so autograd records an in-place rotation of it as one node (of a view,
+        # it would copy the whole buffer's gradient around the update, three times per block).
+        buf = self.qkv(x.reshape(B * N, -1))
+
+        def tokens(t: torch.Tensor) -> torch.Tensor:  # (B, N, 3, heads, head_dim)
+            return t.view(B, N, 3, self.num_heads, self.head_dim)
+
+        def split(t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:  # q, k, v (B, heads, N, hd)
+            return tokens(t).permute(2, 0, 3, 1, 4).unbind(0)
+
         bias = None
         if self.rel_pos_h is not None:
             if hw is None:
                 raise ValueError("attention with relative position tables needs the token grid hw=(H, W)")
             # the unrotated query: the bias then depends on relative offsets only, also under RoPE
-            bias = decomposed_rel_pos_bias(qkv[0], self.rel_pos_h, self.rel_pos_w, hw)
+            bias = decomposed_rel_pos_bias(split(buf)[0], self.rel_pos_h, self.rel_pos_w, hw)
         if rope is None:
-            return (*qkv.unbind(0), bias)
+            return (*split(buf), bias)
         if callable(rope):
             rope = rope()
         if isinstance(rope, FactoredRopeTable):
@@ -78,19 +87,25 @@ class Attention(nn.Module):
         prefix = N - rows
         if prefix < 0:
             raise ValueError(f"a RoPE table of {rows} positions for {N} tokens")
-        # In place in eager mode; traced (torch.compile, torch.export / ONNX) the functional form, which the
-        # compilers fuse themselves. With a bias, its backward needs the unrotated queries, so no in-place either.
+        # In place in eager mode, on the whole buffer with the rotated part selected in it (one autograd node, no
+        # copies of the buffer's gradient); traced (torch.compile, torch.export / ONNX) the functional form, which
+        # the compilers fuse themselves. With a bias, its backward needs the unrotated queries, so no in-place.
         in_place = bias is None and not torch.compiler.is_compiling()
         if isinstance(rope, FactoredRopeTable):
-            # the grid's queries and keys in the projection's own token-major layout, rotated by rows then columns
-            grid = qkv_tokens[:, prefix:, :2].unflatten(1, rope.hw)
-            if in_place and can_rotate_factored(grid):
-                rotate_factored_(grid, rope)
-                return (*qkv.unbind(0), bias)
+            hw_ = rope.hw
+
+            def grid(t: torch.Tensor) -> torch.Tensor:  # the grid's q and k, token-major (B, H, W, 2, heads, hd)
+                return tokens(t)[:, prefix:, :2].unflatten(1, hw_)
+
+            if in_place and buf.dtype in (torch.float32, torch.float64):  # the projection's buffer: pairs adjacent
+                return (*split(rotate_factored_(buf, rope, grid)), bias)
             rope = rope.table()
         if isinstance(rope, RopeTable) and rope.basis is None and in_place:
-            apply_rope_(qkv[:2, :, :, prefix:], rope)
-            return (*qkv.unbind(0), bias)
+            def heads(t: torch.Tensor) -> torch.Tensor:  # the grid's q and k, head-major (2, B, heads, rows, hd)
+                return tokens(t).permute(2, 0, 3, 1, 4)[:2, :, :, prefix:]
+
+            return (*split(apply_rope_(buf, rope, heads)), bias)
+        qkv = tokens(buf).permute(2, 0, 3, 1, 4)
         q, k = apply_rope(qkv[:2], rope.with_prefix(prefix)).unbind(0)
         return q, k, qkv[2], bias
 

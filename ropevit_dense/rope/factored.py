@@ -77,24 +77,29 @@ def factored_tables(freqs: Sequence[torch.Tensor], grid: GridCoords) -> list[Fac
     if len(shapes) > 1:
         raise ValueError(f"factored_tables: frequencies of one shape expected, got {sorted(shapes)}")
     with torch.autocast(device_type=freqs[0].device.type, enabled=False):
-        fr = torch.stack(list(freqs))  # (layers, 2, heads, pairs)
-        dtype = torch.promote_types(fr.dtype, torch.float32)
-        fr = fr.to(dtype)
-        xs, ys = grid.xs.to(dtype)[None, :, None, None], grid.ys.to(dtype)[None, :, None, None]
-        W = xs.shape[1]
-        if fr.requires_grad:
-            angles = torch.cat((xs * fr[:, 0, None], ys * fr[:, 1, None]), dim=1)
-        else:  # both axes written into one buffer: (layers, W + H, heads, pairs)
-            angles = fr.new_empty((fr.shape[0], W + ys.shape[1], *fr.shape[2:]))
-            torch.mul(xs, fr[:, 0, None], out=angles[:, :W])
-            torch.mul(ys, fr[:, 1, None], out=angles[:, W:])
-        # cos and sin written straight into the parts of one complex buffer
+        dtype = torch.promote_types(freqs[0].dtype, torch.float32)
+        fr = torch.stack([f.detach() for f in freqs]).to(dtype)  # (layers, 2, heads, pairs)
+        xs, ys = grid.xs.to(dtype)[:, None, None], grid.ys.to(dtype)[:, None, None]
+        W = xs.shape[0]
+        # both axes of every layer in one buffer (layers, W + H, heads, pairs), cos and sin written straight into
+        # the parts of one complex buffer
+        angles = fr.new_empty((fr.shape[0], W + ys.shape[0], *fr.shape[2:]))
+        torch.mul(xs, fr[:, 0, None], out=angles[:, :W])
+        torch.mul(ys, fr[:, 1, None], out=angles[:, W:])
         rot = torch.empty(angles.shape, dtype=dtype.to_complex(), device=angles.device)
         parts = torch.view_as_real(rot)
-        values = angles.detach()
-        torch.cos(values, out=parts[..., 0])
-        torch.sin(values, out=parts[..., 1])
-    return [FactoredRopeTable(rot[i, :W], rot[i, W:], angles[i, :W], angles[i, W:]) for i in range(len(freqs))]
+        torch.cos(angles, out=parts[..., 0])
+        torch.sin(angles, out=parts[..., 1])
+        tables = []
+        for i, f in enumerate(freqs):
+            if f.requires_grad and torch.is_grad_enabled():
+                # learned: each layer's own angles, connected to its frequencies (slices of one shared buffer would
+                # give every layer's backward a zero-filled gradient of the whole buffer)
+                ax, ay = xs * f[0].to(dtype), ys * f[1].to(dtype)
+            else:
+                ax, ay = angles[i, :W], angles[i, W:]
+            tables.append(FactoredRopeTable(rot[i, :W], rot[i, W:], ax, ay))
+    return tables
 
 
 def _pairs(x: torch.Tensor) -> torch.Tensor:
@@ -134,67 +139,89 @@ def _angle_sums(grad: torch.Tensor, out: torch.Tensor, shape_x: torch.Size, shap
     is ``out`` turned by 90 degrees) summed over the batch, the middle dims and the other axis."""
     g0, g1 = grad.unflatten(-1, (-1, 2)).unbind(-1)
     o0, o1 = out.to(grad.dtype).unflatten(-1, (-1, 2)).unbind(-1)
-    t = g1 * o0 - g0 * o1 if double else torch.addcmul(g1 * o0, g0, o1, value=-1.0)
+    t = g1 * o0 - g0 * o1 if double else (g1 * o0).addcmul_(g0, o1, value=-1.0)
     t = t.sum(dim=(0, *range(3, t.ndim - 2)))  # (H, W, heads, pairs)
     return t.sum(0).reshape(shape_x), t.sum(1).reshape(shape_y)
+
+
+Select = Callable[[torch.Tensor], torch.Tensor]
+"""A view function: the part of a buffer that an in-place rotation rotates, e.g. the queries and keys of the grid
+tokens inside a fused qkv projection output. Built from shape operations only, so it selects the same part of any
+contiguous tensor of the buffer's shape (its gradient)."""
 
 
 class _RotateFactored(torch.autograd.Function):
     """:func:`rotate_factored_` with its backward written out.
 
-    The input gradient is the incoming gradient turned back by ``conj(ex)`` and ``conj(ey)`` (two complex products);
-    the angle gradients are the token angle gradients summed per column and per row. Differentiating the backward
-    (``create_graph=True``) takes differentiable ops on the full angles, recomputed from the saved axis angles, so
-    second derivatives are exact.
+    The function takes the whole buffer and the ``select`` view: autograd then records one in-place node on the
+    buffer, where an in-place update of a view makes it copy the whole buffer's gradient around the update (three
+    extra copies of the qkv gradient per block). The input gradient is the incoming gradient with the selected part
+    turned back by ``conj(ex)`` and ``conj(ey)`` (one copy, two complex products); the angle gradients are the token
+    angle gradients summed per column and per row. Differentiating the backward (``create_graph=True``) takes
+    differentiable ops on the full angles, recomputed from the saved axis angles, so second derivatives are exact.
     """
 
     @staticmethod
-    def forward(ctx, x: torch.Tensor, ex: torch.Tensor, ey: torch.Tensor, ax: torch.Tensor, ay: torch.Tensor
-                ) -> torch.Tensor:
+    def forward(ctx, x: torch.Tensor, select: Select, ex: torch.Tensor, ey: torch.Tensor, ax: torch.Tensor,
+                ay: torch.Tensor) -> torch.Tensor:
         table = FactoredRopeTable(ex, ey, ax, ay)
-        _rotate(x, table)
+        _rotate(select(x), table)
         ctx.mark_dirty(x)
-        ctx.learn = ctx.needs_input_grad[3] or ctx.needs_input_grad[4]
+        ctx.select = select
+        ctx.learn = ctx.needs_input_grad[4] or ctx.needs_input_grad[5]
         ctx.save_for_backward(ex, ey, ax, ay, x if ctx.learn else None)
         return x
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         ex, ey, ax, ay, out = ctx.saved_tensors
+        select = ctx.select
         double = torch.is_grad_enabled()  # the backward graph is being recorded (create_graph=True)
         grad_x = grad_ax = grad_ay = None
-        if double:
-            angles = ay[:, None] + ax[None]  # (H, W, heads, pairs)
-            angles = angles.reshape(*angles.shape[:2], *(1 for _ in range(grad.ndim - 5)), *angles.shape[2:])
-            if ctx.needs_input_grad[0]:
-                grad_x = _rotate_autograd(grad, -angles.sin(), angles.cos())
-        elif ctx.needs_input_grad[0]:
-            grad_x = grad.clone(memory_format=torch.contiguous_format)
-            _rotate(grad_x, FactoredRopeTable(ex, ey, ax, ay), inverse=True)
+        g = grad.contiguous()
         if ctx.learn:
-            grad_ax, grad_ay = _angle_sums(grad, out, ax.shape, ay.shape, double)
-        return grad_x, None, None, grad_ax, grad_ay
+            grad_ax, grad_ay = _angle_sums(select(g), select(out), ax.shape, ay.shape, double)
+        if ctx.needs_input_grad[0]:
+            grad_x = g.clone()
+            if double:
+                angles = ay[:, None] + ax[None]  # (H, W, heads, pairs)
+                part = select(g)
+                angles = angles.reshape(*angles.shape[:2], *(1 for _ in range(part.ndim - 5)), *angles.shape[2:])
+                select(grad_x).copy_(_rotate_autograd(part, -angles.sin(), angles.cos()))
+            else:
+                _rotate(select(grad_x), FactoredRopeTable(ex, ey, ax, ay), inverse=True)
+        return grad_x, None, None, None, grad_ax, grad_ay
 
 
-def rotate_factored_(x: torch.Tensor, table: FactoredRopeTable) -> torch.Tensor:
+def _whole(x: torch.Tensor) -> torch.Tensor:
+    return x
+
+
+def rotate_factored_(x: torch.Tensor, table: FactoredRopeTable, select: Select = _whole) -> torch.Tensor:
     """Rotate the channel pairs of a grid of queries / keys in place by a :class:`FactoredRopeTable`.
 
     Args:
-        x (Tensor): ``(B, H, W, *mid, heads, head_dim)``, float32 / float64 with adjacent channel pairs
-            (:func:`can_rotate_factored`), e.g. the queries and keys of a qkv projection viewed as
-            ``(B, H, W, 2, heads, head_dim)``. Its unrotated values must not be needed by a backward pass (the output
-            of the projection is not).
+        x (Tensor): the grid ``(B, H, W, *mid, heads, head_dim)``, float32 / float64 with adjacent channel pairs
+            (:func:`can_rotate_factored`); or, with ``select``, the buffer that holds it. Its unrotated values must
+            not be needed by a backward pass (the output of a projection is not).
         table (FactoredRopeTable): rotations of the ``H x W`` grid.
+        select (callable): the view of ``x`` to rotate, made of shape operations (view, slice, unflatten), e.g.
+            ``lambda t: t.view(B, N, 3, heads, head_dim)[:, prefix:, :2].unflatten(1, (H, W))`` for the queries and
+            keys of the grid tokens of a qkv projection output ``(B, N, 3 * heads * head_dim)``. Passing the whole
+            buffer and this view, rather than the view, keeps autograd from copying the buffer's gradient.
 
     Returns:
         Tensor: ``x``, rotated. Autograd-aware: gradients reach what ``x`` was computed from and learned frequencies.
     """
-    if x.ndim < 5 or tuple(x.shape[1:3]) != table.hw:
-        raise ValueError(f"rotate_factored_: a table for the grid {table.hw} does not fit x of shape {tuple(x.shape)}")
-    if not can_rotate_factored(x):
-        raise ValueError("rotate_factored_: x must be float32 / float64 with adjacent channel pairs; "
+    part = select(x)
+    if part.ndim < 5 or tuple(part.shape[1:3]) != table.hw:
+        raise ValueError(f"rotate_factored_: a table for the grid {table.hw} does not fit a grid of shape "
+                         f"{tuple(part.shape)}")
+    if not can_rotate_factored(part):
+        raise ValueError("rotate_factored_: the grid must be float32 / float64 with adjacent channel pairs; "
                          "use FactoredRopeTable.table() and apply_rope otherwise")
     learn = table.ax.requires_grad or table.ay.requires_grad
     if torch.is_grad_enabled() and (x.requires_grad or learn):
-        return _RotateFactored.apply(x, table.ex, table.ey, table.ax, table.ay)
-    return _rotate(x, table)
+        return _RotateFactored.apply(x, select, table.ex, table.ey, table.ax, table.ay)
+    _rotate(part, table)
+    return x

@@ -24,7 +24,7 @@ as they are). Their 2x2 cases are exactly the sin / cos rotation above and are b
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional, Union
+from typing import Callable, NamedTuple, Optional, Union
 
 import torch
 
@@ -272,31 +272,48 @@ class _RotateInPlace(torch.autograd.Function):
     The buffer is the output of the qkv projection, whose backward does not need it, so rotating it in place is safe
     and saves the separate copy of the rotated queries and keys that attention's backward would otherwise keep
     (with learned angles, the rotated values saved for their gradient are the buffer itself). Gradients are those
-    of :class:`_Rotate`, computed in float32.
+    of :class:`_Rotate`, computed in float32. With ``select``, ``x`` is the whole buffer and ``select(x)`` the part
+    rotated: autograd then records one in-place node on the buffer instead of copying the buffer's gradient around
+    an in-place update of a view.
     """
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor],
-                rot: Optional[torch.Tensor] = None) -> torch.Tensor:
-        _rotate_in_place(x, sin, cos, rot)
+                rot: Optional[torch.Tensor] = None, select: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                ) -> torch.Tensor:
+        _rotate_in_place(x if select is None else select(x), sin, cos, rot)
         ctx.mark_dirty(x)
+        ctx.select = select
         _save(ctx, sin, cos, x, angles)
         return x
 
     @staticmethod
     def backward(ctx, grad: torch.Tensor):
         sin, cos, out, angles = _saved(ctx)
+        select = ctx.select
         double = torch.is_grad_enabled()
         g = grad.to(torch.promote_types(grad.dtype, torch.float32))
+        if select is not None:
+            g = g.contiguous()
+            out = None if out is None else select(out)
+        part = g if select is None else select(g)
         grad_x = grad_angles = None
         if ctx.needs_input_grad[0]:
-            grad_x = (_rotate_autograd(g, -sin, cos) if double else _rotate(g, -sin, cos)).to(grad.dtype)
+            if select is None:
+                grad_x = (_rotate_autograd(part, -sin, cos) if double else _rotate(part, -sin, cos)).to(grad.dtype)
+            else:  # the rest of the buffer's gradient passes as it is
+                grad_x = g.clone()
+                if double:
+                    select(grad_x).copy_(_rotate_autograd(part, -sin, cos))
+                else:
+                    _rotate_in_place(select(grad_x), -sin, cos)
+                grad_x = grad_x.to(grad.dtype)
         if out is not None:
-            g0, g1 = g.unflatten(-1, (-1, 2)).unbind(-1)
+            g0, g1 = part.unflatten(-1, (-1, 2)).unbind(-1)
             o0, o1 = out.to(g.dtype).unflatten(-1, (-1, 2)).unbind(-1)
             grad_angles = _sum_to(g1 * o0 - g0 * o1 if double else torch.addcmul(g1 * o0, g0, o1, value=-1.0),
                                   ctx.angle_shape)
-        return grad_x, None, None, grad_angles, None
+        return grad_x, None, None, grad_angles, None, None
 
 
 def _change_basis(x: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
@@ -363,15 +380,23 @@ def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torc
     return _rotate(xf, sin, cos, rot).to(dtype)
 
 
-def apply_rope_(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
+def apply_rope_(x: torch.Tensor, table: RopeTable, select: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                ) -> torch.Tensor:
     """:func:`apply_rope` in place, for sin / cos tables without a basis (axial, RoPE-Mixed, their 2x2 relatives).
 
-    ``x`` may be any strided view, e.g. the queries and keys of a fused ``(3, B, heads, N, head_dim)`` qkv view; it
-    must not be needed by a backward pass in its unrotated form (it is the output of the projection in attention).
-    Autograd-aware: gradients reach what ``x`` was computed from and the table's learned angles.
+    Args:
+        x (Tensor): ``(..., heads, N, head_dim)``, any strided view, e.g. the queries and keys of a fused
+            ``(3, B, heads, N, head_dim)`` qkv view; or, with ``select``, the buffer that holds them. It must not be
+            needed by a backward pass in its unrotated form (it is the output of the projection in attention).
+        table (RopeTable): the rotations.
+        select (callable | None): the view of ``x`` to rotate, made of shape operations (view, permute, slice), e.g.
+            ``lambda t: t.view(B, N, 3, heads, head_dim).permute(2, 0, 3, 1, 4)[:2, :, :, prefix:]`` for a qkv
+            projection output ``(B, N, 3 * heads * head_dim)``. Handing over the whole buffer and this view keeps
+            autograd from copying the buffer's gradient around the in-place update.
 
     Returns:
-        Tensor: ``x``, rotated.
+        Tensor: ``x``, rotated. Autograd-aware: gradients reach what ``x`` was computed from and the table's learned
+        angles.
     """
     if isinstance(table, BlockRopeTable) or table.basis is not None:
         raise ValueError("apply_rope_: only sin / cos tables without a basis rotate in place; use apply_rope")
@@ -381,6 +406,6 @@ def apply_rope_(x: torch.Tensor, table: RopeTable) -> torch.Tensor:
                          "(build tables with rope_table)")
     learn_angles = angles is not None and angles.requires_grad
     if torch.is_grad_enabled() and (x.requires_grad or learn_angles):
-        return _RotateInPlace.apply(x, sin, cos, angles if learn_angles else None, rot)
-    _rotate_in_place(x, sin, cos, rot)
+        return _RotateInPlace.apply(x, sin, cos, angles if learn_angles else None, rot, select)
+    _rotate_in_place(x if select is None else select(x), sin, cos, rot)
     return x

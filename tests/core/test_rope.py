@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import itertools
 import math
 
@@ -224,17 +225,25 @@ def test_in_place_rotation_equals_the_out_of_place_one():
     w = torch.randn(3 * HEADS * HEAD_DIM, 8, dtype=torch.float64, generator=g, requires_grad=True)
     inp = torch.randn(2, 13, 8, dtype=torch.float64, generator=g)  # 1 prefix token + 12 grid tokens
 
-    def qk(in_place: bool, w_, f_):
-        qkv = (inp @ w_.T).view(2, 13, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)
-        table = rope_table(f_, coords)
-        if in_place:
-            apply_rope_(qkv[:2, :, :, 1:], table)
-            return qkv[:2]
-        return apply_rope(qkv[:2], table.with_prefix(1))
+    def select(t):  # queries and keys of the grid tokens inside the whole buffer
+        return t.view(2, 13, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)[:2, :, :, 1:]
 
-    torch.testing.assert_close(qk(True, w, f), qk(False, w, f))
-    torch.autograd.gradcheck(lambda w_, f_: qk(True, w_, f_), (w, f), fast_mode=True)
-    torch.autograd.gradgradcheck(lambda w_, f_: qk(True, w_, f_), (w, f), fast_mode=True)
+    def qkv(mode: str, w_, f_):  # all of q, k, v: the values and the prefix token pass unrotated
+        buf = inp @ w_.T
+        heads = buf.view(2, 13, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        table = rope_table(f_, coords)
+        if mode == "view":  # the view rotated as it is
+            apply_rope_(heads[:2, :, :, 1:], table)
+            return heads
+        if mode == "select":  # the whole buffer, the part selected in it
+            return apply_rope_(buf, table, select).view(2, 13, 3, HEADS, HEAD_DIM).permute(2, 0, 3, 1, 4)
+        return torch.cat((apply_rope(heads[:2], table.with_prefix(1)), heads[2:]))
+
+    for mode in ("view", "select"):
+        torch.testing.assert_close(qkv(mode, w, f), qkv("out", w, f))
+        torch.autograd.gradcheck(functools.partial(qkv, mode), (w, f), fast_mode=True)
+        torch.autograd.gradgradcheck(functools.partial(qkv, mode), (w, f), fast_mode=True)
+    torch.autograd.gradgradcheck(lambda w_: qkv("select", w_, f.detach()), (w,), fast_mode=True)  # a fixed table
     with torch.no_grad():  # float32 / bfloat16 storage, no autograd
         x32 = torch.randn(2, HEADS, 12, HEAD_DIM)
         table = rope_table(_freqs("mixed"), coords)
@@ -313,20 +322,28 @@ def test_factored_rotation_gradients_first_and_second_order():
     w = torch.randn(3 * HEADS * HEAD_DIM, 8, dtype=torch.float64, generator=g, requires_grad=True)
     inp = torch.randn(2, 13, 8, dtype=torch.float64, generator=g)
 
+    def select(t):  # the grid's queries and keys inside a whole qkv buffer (B, N, 3 * heads * head_dim)
+        return t.view(*t.shape[:2], 3, HEADS, HEAD_DIM)[:, 1:, :2].unflatten(1, (3, 4))
+
     def rotated(w_, f_, f2_):  # two layers' tables computed together, one applied per layer
         t1, t2 = factored_tables([f_, f2_], coords)
-        q1 = rotate_factored_(_qkv_grid(inp, w_, (3, 4), prefix=1), t1)
-        q2 = rotate_factored_(_qkv_grid(inp, w_, (3, 4), prefix=1), t2)
-        return q1 * q2
+        q1 = rotate_factored_(_qkv_grid(inp, w_, (3, 4), prefix=1), t1)  # a view rotated as it is
+        buf = rotate_factored_(inp @ w_.T, t2, select)  # the whole buffer, the grid selected in it
+        return q1 * select(buf), buf.square()
 
     flat = _qkv_grid(inp, w, (3, 4), 1).flatten(1, 2).permute(2, 0, 3, 1, 4)
     ref = apply_rope(flat, rope_table(f, coords)) * apply_rope(flat, rope_table(f2, coords))
-    torch.testing.assert_close(rotated(w, f, f2).flatten(1, 2).permute(2, 0, 3, 1, 4), ref)
+    prod, buf = rotated(w, f, f2)
+    torch.testing.assert_close(prod.flatten(1, 2).permute(2, 0, 3, 1, 4), ref)
+    plain = (inp @ w.T).view(2, 13, 3, HEADS, HEAD_DIM)
+    torch.testing.assert_close(buf.view_as(plain)[:, 0], plain[:, 0].square())  # cls token unrotated
+    torch.testing.assert_close(buf.view_as(plain)[:, :, 2], plain[:, :, 2].square())  # values unrotated
     torch.autograd.gradcheck(rotated, (w, f, f2), fast_mode=True)
     torch.autograd.gradgradcheck(rotated, (w, f, f2), fast_mode=True)
     fixed = factored_tables([_freqs("axial").double()], coords)[0]
     torch.autograd.gradgradcheck(lambda w_: rotate_factored_(_qkv_grid(inp, w_, (3, 4), 1), fixed), (w,),
                                  fast_mode=True)
+    torch.autograd.gradgradcheck(lambda w_: rotate_factored_(inp @ w_.T, fixed, select), (w,), fast_mode=True)
 
 
 @pytest.mark.parametrize("window", [0, 2])
