@@ -31,6 +31,7 @@ import sys
 from pathlib import Path
 
 from ropevit_dense.benchmark import LAYOUTS, MODES, load_config, markdown, measure_rows, plot, position_label, write_csv
+from ropevit_dense.benchmark.measure import keep_heap
 from ropevit_dense.benchmark.models import ARCHS
 
 
@@ -58,6 +59,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--csv", type=Path, help="write the rows as CSV here")
     p.add_argument("--plot", type=Path, help="write a PNG of latency and memory against input size here")
     p.add_argument("--force", action="store_true", help="replace existing --md / --csv / --plot files")
+    p.add_argument("--default-malloc", action="store_true",
+                   help="time CPU rows with glibc's default heap trimming (by default the timing process keeps its "
+                        "heap, so page faults of heap regrowth do not land on some rows' steps and not others')")
     args = p.parse_args(argv)
     for name in args.modes.split(","):
         if name not in MODES:
@@ -121,6 +125,9 @@ def main(argv=None) -> int:
     from tqdm import tqdm
 
     torch.set_num_threads(args.threads)
+    if args.device == "cpu" and not args.default_malloc and not keep_heap():
+        print("note: could not change the C allocator's settings (not glibc); timings include heap regrowth",
+              file=sys.stderr)
     rows = []
     for specs in tqdm(row_groups(args), desc="benchmark", unit="group"):
         try:

@@ -11,6 +11,9 @@ step minus the resident size before it (for training steps the gradient buffers 
 activations and temporaries). The child runs with a fixed glibc mmap threshold (``MALLOC_MMAP_THRESHOLD_``), so
 large tensors go back to the system when freed and the peak reflects what is alive at once, not the allocator's
 history. On CUDA, ``torch.cuda`` events and allocator statistics are used instead.
+
+On CPU the timing process keeps its C heap (:func:`keep_heap`, unless ``--default-malloc``), so page faults of a
+shrinking and regrowing heap do not land on one row's steps and not another's.
 """
 
 from __future__ import annotations
@@ -104,11 +107,37 @@ def peak_memory(spec: dict) -> dict:
     return {"peak_increase_mb": (_rss_kb("VmHWM") - before) / 1024}
 
 
+def keep_heap() -> bool:
+    """Keep freed memory in this process's C heap (glibc ``mallopt``: no trimming, mmap only above 32 MiB).
+
+    With glibc's defaults, the heap shrinks and grows again between steps depending on the order of allocations of
+    a few MiB, and every regrowth is paid in page faults: tens of thousands in one step of one model and none in the
+    next, which moves step times of a ViT-B at 224x224 by 5-15% whatever the model computes. With the heap kept,
+    every row of a group reuses its memory from step to step, as a caching allocator would. The same settings apply
+    to every row, floors included; memory is measured in separate processes with their own settings.
+
+    Returns:
+        bool: whether the settings were applied (glibc only).
+    """
+    import ctypes
+    import ctypes.util
+
+    name = ctypes.util.find_library("c")
+    if sys.platform != "linux" or name is None:
+        return False
+    try:
+        libc = ctypes.CDLL(name)
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        return bool(libc.mallopt(m_mmap_threshold, 32 * 2**20)) and bool(libc.mallopt(m_trim_threshold, 2**31 - 1))
+    except (OSError, AttributeError):
+        return False
+
+
 def latencies(specs: list[dict], repeats: int, warmup: int) -> list[list[float]]:
     """Step times of several rows of one input size, measured round-robin in this process.
 
     Interleaving the rows makes slow drifts of a shared machine hit every row alike, so the ratios to the floors are
-    stable even when the absolute times move.
+    stable even when the absolute times move (see also :func:`keep_heap`).
     """
     import torch
 

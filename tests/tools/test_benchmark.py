@@ -2,6 +2,7 @@
 
 import csv
 import importlib.util
+import platform
 from pathlib import Path
 
 import pytest
@@ -143,3 +144,49 @@ def test_backbone_rows_give_throughput_and_a_plot_and_outputs_are_not_overwritte
     with pytest.raises(SystemExit):
         bench.main(["--config", str(tmp_path / "missing.py")])
     assert "is not an existing .py config file" in capsys.readouterr().err
+
+
+HEAP_PROBE = """
+import ctypes, ctypes.util, sys
+from ropevit_dense.benchmark import keep_heap
+
+def rss_kb():
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith("VmRSS:"))
+
+applied = keep_heap() if sys.argv[1] == "keep" else None
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+size = 16 * 2**20  # kept: below the mmap threshold, from the heap; default: mmapped, unmapped when freed
+p = libc.malloc(size)
+ctypes.memset(p, 1, size)
+before_free = rss_kb()
+libc.free(p)
+print(applied, (before_free - rss_kb()) // 1024)
+"""
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").exists() or platform.libc_ver()[0] != "glibc",
+                    reason="glibc on Linux only")
+def test_keep_heap_keeps_freed_memory_in_the_process():
+    """With keep_heap, 16 MiB freed stay resident (the next step reuses them without page faults); by default glibc
+    gives them back to the system (and the next step faults them in again)."""
+    import subprocess
+    import sys
+
+    def probe(mode):
+        out = subprocess.run([sys.executable, "-c", HEAP_PROBE, mode], capture_output=True, text=True, check=True)
+        applied, released_mb = out.stdout.split()
+        return applied, int(released_mb)
+
+    applied, released = probe("keep")
+    assert applied == "True" and released < 2
+    _, released = probe("default")
+    assert released >= 14
+
+
+def test_default_malloc_flag():
+    bench = _load()
+    assert not bench.parse_args(["--sizes", "64"]).default_malloc
+    assert bench.parse_args(["--sizes", "64", "--default-malloc"]).default_malloc
