@@ -349,7 +349,8 @@ def test_factored_rotation_gradients_first_and_second_order():
 @pytest.mark.parametrize("window", [0, 2])
 def test_backbone_factored_path_matches_plain_tables(monkeypatch, window):
     """A RoPE-Mixed ViT (cls token; all-global, or windowed blocks with padding) gives the same features and
-    gradients with its factored tables as with every block's plain table."""
+    gradients with its factored tables as with every block's plain table, and the same features in inference
+    (tables built one block at a time) as in training mode (all blocks' tables at once)."""
     import ropevit_dense.backbones.vit as vit_module
     from ropevit_dense import RoPEViT
 
@@ -368,7 +369,16 @@ def test_backbone_factored_path_matches_plain_tables(monkeypatch, window):
         return [f.detach() for f in feats], [p.grad.clone() for p in model.parameters() if p.grad is not None]
 
     feats, grads = run()
+    calls = []
     factored = vit_module.factored_tables
+    monkeypatch.setattr(vit_module, "factored_tables", lambda fs, c: calls.append(len(fs)) or factored(fs, c))
+    with torch.no_grad():
+        for a, b in zip(model(x), feats):
+            torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert calls == [1] * 3  # one block's table at a time
+    calls.clear()
+    run()
+    assert sorted(calls) == ([1, 2] if window else [3])  # every block of a layout at once
     monkeypatch.setattr(vit_module, "factored_tables", lambda fs, c: [t.table() for t in factored(fs, c)])
     ref_feats, ref_grads = run()
     for a, b in zip(feats + grads, ref_feats + ref_grads):
