@@ -84,10 +84,7 @@ def load_config(path: str, floor: bool = False):
 
 def _timm_floor(cls_name: str, kwargs: dict, spec: dict):
     """timm's plain ViT (LayerScale 1e-5, no position embedding, any input size, a cls token) or timm's Swin (window
-    7, its relative position bias) of the same width, depth and heads. What is timed (:class:`_Features`): the ViT's
-    ``forward_features``; the Swin's four stage outputs as NCHW maps (``forward_intermediates``), which is what our
-    Swin returns as a dense backbone (its final-stage features alone would leave out the three larger maps, about 10%
-    of the peak activation memory)."""
+    7, its relative position bias) of the same width, depth and heads; ``forward_features`` is what is timed."""
     import timm.models.swin_transformer as timm_swin
     import timm.models.vision_transformer as timm_vit
 
@@ -106,20 +103,12 @@ def _timm_floor(cls_name: str, kwargs: dict, spec: dict):
 
 
 class _Features:
-    """Calls a timm model's features when the row's model is called (the benchmark calls ``model(x)``): a ViT's
-    ``forward_features``, a Swin's four stage outputs (NCHW, as a dense backbone returns them)."""
+    """Calls a timm model's ``forward_features`` when the row's model is called (the benchmark calls ``model(x)``)."""
 
     def __init__(self, model) -> None:
-        from timm.models.swin_transformer import SwinTransformer
-
-        self.model, self.dense = model, isinstance(model, SwinTransformer)
+        self.model = model
 
     def __call__(self, x):
-        return self.forward(x)
-
-    def forward(self, x):
-        if self.dense:
-            return self.model.forward_intermediates(x, intermediates_only=True)
         return self.model.forward_features(x)
 
     def __getattr__(self, name: str):
@@ -161,7 +150,7 @@ def build(spec: dict):
     inner = model.model if isinstance(model, _Features) else model
     inner.train(spec.get("step") == "train").to(spec["device"])
     if spec.get("compile"):
-        compiled = torch.compile(model.forward if isinstance(model, _Features) else inner,
+        compiled = torch.compile(inner.forward_features if isinstance(model, _Features) else inner,
                                  backend="inductor", dynamic=False)
         return _Compiled(inner, compiled)
     return model
