@@ -30,8 +30,17 @@ import argparse
 import sys
 from pathlib import Path
 
-from ropevit_dense.benchmark import LAYOUTS, MODES, load_config, markdown, measure_rows, plot, position_label, write_csv
-from ropevit_dense.benchmark.measure import keep_heap
+from ropevit_dense.benchmark import (
+    LAYOUTS,
+    MODES,
+    keep_heap,
+    load_config,
+    markdown,
+    measure_rows,
+    plot,
+    position_label,
+    write_csv,
+)
 from ropevit_dense.benchmark.models import ARCHS
 
 

@@ -23,7 +23,7 @@ from typing import Callable, NamedTuple, Sequence, Union
 import torch
 
 from .grid import GridCoords
-from .rotation import BlockRopeTable, RopeTable, _rotate_autograd
+from .rotation import BlockRopeTable, RopeTable, Select, _rotate_autograd
 
 
 class FactoredRopeTable(NamedTuple):
@@ -142,12 +142,6 @@ def _angle_sums(grad: torch.Tensor, out: torch.Tensor, shape_x: torch.Size, shap
     t = g1 * o0 - g0 * o1 if double else (g1 * o0).addcmul_(g0, o1, value=-1.0)
     t = t.sum(dim=(0, *range(3, t.ndim - 2)))  # (H, W, heads, pairs)
     return t.sum(0).reshape(shape_x), t.sum(1).reshape(shape_y)
-
-
-Select = Callable[[torch.Tensor], torch.Tensor]
-"""A view function: the part of a buffer that an in-place rotation rotates, e.g. the queries and keys of the grid
-tokens inside a fused qkv projection output. Built from shape operations only, so it selects the same part of any
-contiguous tensor of the buffer's shape (its gradient)."""
 
 
 class _RotateFactored(torch.autograd.Function):

@@ -266,6 +266,12 @@ def _rotate_in_place(x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, rot:
         x1.copy_(torch.addcmul(f1 * cos, f0, sin))
 
 
+Select = Callable[[torch.Tensor], torch.Tensor]
+"""A view function: the part of a buffer that an in-place rotation rotates, e.g. the queries and keys of the grid
+tokens inside a fused qkv projection output. Built from shape operations only, so it selects the same part of any
+contiguous tensor of the buffer's shape (its gradient)."""
+
+
 class _RotateInPlace(torch.autograd.Function):
     """:class:`_Rotate` done in place, e.g. on queries and keys inside the fused qkv buffer.
 
@@ -279,7 +285,7 @@ class _RotateInPlace(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, sin: torch.Tensor, cos: torch.Tensor, angles: Optional[torch.Tensor],
-                rot: Optional[torch.Tensor] = None, select: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+                rot: Optional[torch.Tensor] = None, select: Optional[Select] = None
                 ) -> torch.Tensor:
         _rotate_in_place(x if select is None else select(x), sin, cos, rot)
         ctx.mark_dirty(x)
@@ -380,7 +386,7 @@ def apply_rope(x: torch.Tensor, table: Union[RopeTable, BlockRopeTable]) -> torc
     return _rotate(xf, sin, cos, rot).to(dtype)
 
 
-def apply_rope_(x: torch.Tensor, table: RopeTable, select: Optional[Callable[[torch.Tensor], torch.Tensor]] = None
+def apply_rope_(x: torch.Tensor, table: RopeTable, select: Optional[Select] = None
                 ) -> torch.Tensor:
     """:func:`apply_rope` in place, for sin / cos tables without a basis (axial, RoPE-Mixed, their 2x2 relatives).
 
