@@ -27,9 +27,11 @@ RoPE's rotation by ``w`` per unit of position).
   normalised to ``[0, 1]`` over the training grid.
 
 Cost: LieRE takes one ``b x b`` matrix exponential per (head, token, block) and attention layer (ViT-B on a
-50 x 84 grid: 12 x 4200 x 8 per global block). ComRoPE takes none: its commuting generators share one
-eigenbasis per (head, block), ``A_x = Q diag(a_k J) Q^T``, ``A_y = Q diag(c_k J) Q^T`` with ``J`` the 2x2
-rotation generator, so ``expm(x A_x + y A_y) = Q R(x a + y c) Q^T`` with ``R`` RoPE's pair rotation
+50 x 84 grid: 12 x 4200 x 8 per global block), by :func:`~ropevit_dense.rope.expm.expm_linear`: the Taylor
+polynomials of all tokens in one matrix product, then a few ``b x b`` squarings per token; the
+position-independent coefficients are kept between inference forwards. ComRoPE takes none: its commuting
+generators share one eigenbasis per (head, block), ``A_x = Q diag(a_k J) Q^T``, ``A_y = Q diag(c_k J) Q^T`` with
+``J`` the 2x2 rotation generator, so ``expm(x A_x + y A_y) = Q R(x a + y c) Q^T`` with ``R`` RoPE's pair rotation
 (:func:`commuting_basis`). ``Q`` cancels in ``q . k`` once it is applied to both, so ComRoPE is ``Q^T`` per
 channel block followed by the sin / cos rotation of RoPE-Mixed, with frequencies ``a``, ``c`` computed from the
 learned matrices in every forward (gradients reach them through the eigendecomposition). Spherical RoPE and
@@ -44,12 +46,12 @@ depend on the origin, so the papers' half-token offset is left out.
 from __future__ import annotations
 
 import math
-from typing import Optional, Union
+from typing import Any, Callable, Optional, Union
 
 import torch
 from torch import nn
 
-from .expm import matrix_exp
+from .expm import ExpmPolynomial, expm_linear, expm_polynomial
 from .grid import Coords, flat_coords
 from .precision import Float32State
 from .rotation import BlockRopeTable, RopeTable, rope_table
@@ -109,27 +111,39 @@ def commuting_basis(skew: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return q.transpose(-1, -2).to(real), mu[..., half:].to(real)
 
 
-def generator_table(generators: torch.Tensor, coords: torch.Tensor) -> Union[RopeTable, BlockRopeTable]:
+def generator_table(generators: torch.Tensor, coords: torch.Tensor,
+                    polynomial: Optional[ExpmPolynomial] = None) -> Union[RopeTable, BlockRopeTable]:
     """Rotations ``expm(x A_x + y A_y)`` of every (head, token, block), in float32 with autocast off.
 
     Args:
         generators (Tensor): ``(2, heads, num_blocks, b, b)`` skew-symmetric blocks of ``A_x`` then ``A_y``.
         coords (Tensor): ``(N, 2)`` token positions ``(x, y)``.
+        polynomial (ExpmPolynomial | None): :func:`generator_polynomial` of ``generators``, when the caller keeps it;
+            None computes it.
 
     Returns:
         RopeTable for ``b = 2`` (angles ``x A_x[1, 0] + y A_y[1, 0]``, the sin / cos path, gradients through
-        ``RopeTable.angles``), else BlockRopeTable ``(heads, N, num_blocks, b, b)``. float64 generators give
-        float64 tables.
+        ``RopeTable.angles``), else BlockRopeTable ``(heads, N, num_blocks, b, b)`` (:func:`~ropevit_dense.rope.expm.
+        expm_linear`). float64 generators give float64 tables.
     """
     if generators.ndim != 5 or generators.shape[0] != 2 or generators.shape[-1] != generators.shape[-2]:
         raise ValueError(f"generators must be (2, heads, num_blocks, b, b), got {tuple(generators.shape)}")
     with torch.autocast(device_type=coords.device.type, enabled=False):
-        dtype = torch.promote_types(generators.dtype, torch.float32)
-        gen, coords = generators.to(dtype), coords.to(dtype)
-        if gen.shape[-1] == 2:
-            return rope_table(gen[..., 1, 0], coords)
-        x, y = coords[:, 0].view(1, -1, 1, 1, 1), coords[:, 1].view(1, -1, 1, 1, 1)
-        return BlockRopeTable(matrix_exp(torch.addcmul(x * gen[0][:, None], y, gen[1][:, None])))
+        if generators.shape[-1] == 2:
+            dtype = torch.promote_types(generators.dtype, torch.float32)
+            return rope_table(generators.to(dtype)[..., 1, 0], coords.to(dtype))
+        if polynomial is None:
+            polynomial = generator_polynomial(generators)
+        heads, num_blocks, b = generators.shape[1], generators.shape[2], generators.shape[-1]
+        blocks = expm_linear(polynomial, coords)  # (N, heads * num_blocks, b, b)
+        return BlockRopeTable(blocks.view(-1, heads, num_blocks, b, b).transpose(0, 1))
+
+
+def generator_polynomial(generators: torch.Tensor) -> ExpmPolynomial:
+    """The position-independent part of :func:`generator_table` (``b > 2``), float32 or float64, autocast off."""
+    with torch.autocast(device_type=generators.device.type, enabled=False):
+        gen = generators.to(torch.promote_types(generators.dtype, torch.float32))
+        return expm_polynomial(gen[0].flatten(0, 1), gen[1].flatten(0, 1))
 
 
 def _check_blocks(head_dim: int, block_size: int, multiple: int, name: str) -> int:
@@ -154,10 +168,27 @@ class _GeneratorRoPE(Float32State):
         """``(2, heads, num_blocks, b, b)`` skew-symmetric ``A_x``, ``A_y`` blocks (per normalised unit)."""
         raise NotImplementedError
 
+    def _kept(self, name: str, compute: Callable[[], Any]) -> Any:
+        """``compute()``, a function of the parameters only. Without gradients (inference) its value is kept for
+        the next forward while every parameter stays the same tensor with the same values (its storage, device,
+        dtype and version counter, which every in-place update such as an optimizer step or ``load_state_dict``
+        advances), so it is computed once, not in every forward."""
+        params = list(self.parameters())
+        if (torch.is_grad_enabled() and any(p.requires_grad for p in params)) or torch.compiler.is_compiling():
+            return compute()
+        key = tuple((p.data_ptr(), p.device, p.dtype, p._version) for p in params)
+        kept = self.__dict__.setdefault("_kept_values", {})
+        if name not in kept or kept[name][0] != key:
+            kept[name] = (key, compute())
+        return kept[name][1]
+
     def forward(self, coords: Coords) -> Union[RopeTable, BlockRopeTable]:
-        """Table for ``coords`` ``(N, 2)`` (token units, or a grid's), built from the current parameters (nothing
-        cached)."""
-        return generator_table(self.skew_generators() * self.coord_scale, flat_coords(coords))
+        """Table for ``coords`` ``(N, 2)`` (token units, or a grid's), built from the current parameters (their
+        position-independent part kept in inference, see :meth:`_kept`)."""
+        generators = self.skew_generators() * self.coord_scale
+        polynomial = None if self.block_size == 2 else self._kept(
+            "polynomial", lambda: generator_polynomial(generators))
+        return generator_table(generators, flat_coords(coords), polynomial)
 
     def extra_repr(self) -> str:
         return (f"head_dim={self.head_dim}, num_heads={self.num_heads}, block_size={self.block_size}, "
@@ -204,19 +235,8 @@ class _ComRoPE(_GeneratorRoPE):
         raise NotImplementedError
 
     def _eigenbasis(self) -> tuple[torch.Tensor, torch.Tensor]:
-        """:func:`commuting_basis` of :meth:`base_skew`. Without gradients (inference) it is kept for the next
-        forward while ``generators`` stays the same tensor with the same values (its storage, device, dtype and
-        version counter, which every in-place update such as an optimizer step or ``load_state_dict`` advances),
-        so the eigendecompositions run once, not in every forward."""
-        p = self.generators
-        if (torch.is_grad_enabled() and p.requires_grad) or torch.compiler.is_compiling():
-            return commuting_basis(self.base_skew())
-        key = (p.data_ptr(), p.device, p.dtype, p._version)
-        cached = self.__dict__.get("_eigenbasis_cache")
-        if cached is None or cached[0] != key:
-            cached = (key, commuting_basis(self.base_skew()))
-            self.__dict__["_eigenbasis_cache"] = cached
-        return cached[1]
+        """:func:`commuting_basis` of :meth:`base_skew`, kept in inference (:meth:`_kept`)."""
+        return self._kept("eigenbasis", lambda: commuting_basis(self.base_skew()))
 
     def forward(self, coords: Coords) -> Union[RopeTable, BlockRopeTable]:
         """Table for ``coords`` ``(N, 2)`` (token units, or a grid's): ``Q^T`` blocks and the pair angles. Odd block

@@ -72,9 +72,9 @@ class BlockRopeTable(NamedTuple):
     """Orthogonal rotation blocks ``(heads or 1, N, num_blocks, b, b)``, float32 (float64 for float64 generators).
 
     Block ``[h, n, j]`` rotates channels ``[b*j, b*j + b)`` of head ``h`` at token ``n``: ``out = R @ x`` on that
-    slice. The blocks carry their own autograd graph (built by differentiable ops such as ``matrix_exp``), so
-    gradients reach the generators they were computed from. ``b`` is at least 3: 2x2 rotations are
-    :class:`RopeTable` (see :func:`ropevit_dense.rope.generators.generator_table`).
+    slice. The blocks carry their own autograd graph (built by differentiable ops, e.g.
+    :func:`~ropevit_dense.rope.expm.expm_linear`), so gradients reach the generators they were computed from. ``b`` is
+    at least 3: 2x2 rotations are :class:`RopeTable` (see :func:`ropevit_dense.rope.generators.generator_table`).
     """
 
     blocks: torch.Tensor

@@ -704,24 +704,107 @@ def test_bad_arguments_name_the_problem(kwargs, message):
             RoPESwin(embed_dim=32, depths=(2,), num_heads=(2,), window_size=4, **kwargs)
 
 
-def test_batched_matrix_exp_matches_the_float64_exponential_and_its_gradient():
-    """The grouped scaling-and-squaring exponential (float32) is as accurate as torch.linalg.matrix_exp against a
-    float64 oracle, from small norms to a few hundred; its Frechet-derivative backward equals torch's."""
-    from ropevit_dense.rope.expm import matrix_exp
+def _linear_case(g: torch.Generator, pairs: int = 6, n: int = 8, dtype=torch.float32):
+    """Generator pairs of norms from 0.01 to ~300 per unit and positions from the origin to 40 units, both signs."""
+    a, b = (torch.randn(pairs, n, n, generator=g, dtype=torch.float64) for _ in range(2))
+    sizes = torch.logspace(-2, 1.5, pairs, dtype=torch.float64)[:, None, None]
+    a, b = (a - a.mT) * sizes, (b - b.mT) * sizes
+    coords = torch.cat((torch.zeros(1, 2, dtype=torch.float64),
+                        torch.rand(40, 2, generator=g, dtype=torch.float64) * 80 - 40))
+    return a.to(dtype), b.to(dtype), coords.to(dtype)
+
+
+def _linear_oracle(a, b, coords):
+    return _expm_oracle(coords[:, 0, None, None, None].double() * a.double()
+                        + coords[:, 1, None, None, None].double() * b.double())
+
+
+def test_expm_linear_matches_the_float64_exponential_and_torch_in_float32():
+    """The polynomial-in-position exponential (one product for all tokens' polynomials, squarings per token) against
+    the float64 eigendecomposition oracle: within 8 float32 ulps of ``1 + ||x A + y B||``, as torch's own
+    ``matrix_exp`` of the same float32 arguments is; float64 to 1e-12."""
+    from ropevit_dense.rope.expm import expm_linear, expm_polynomial
 
     g = torch.Generator().manual_seed(5)
-    a = torch.randn(600, 8, 8, generator=g) * torch.logspace(-2, 2.5, 600)[:, None, None]
-    a = a - a.transpose(-1, -2)
-    ref = _expm_oracle(a.double())
-    ours = (matrix_exp(a).double() - ref).abs().amax(dim=(-1, -2))
-    theirs = (torch.linalg.matrix_exp(a).double() - ref).abs().amax(dim=(-1, -2))
-    norm = torch.linalg.matrix_norm(a.double(), ord=2)
-    assert (ours <= 8 * EPS32 * (1 + norm)).all() and ours.max() <= 4 * theirs.max()
-    x = a[:40].clone().requires_grad_(True)
-    w = torch.randn(40, 8, 8, generator=g)
-    got = torch.autograd.grad((matrix_exp(x) * w).sum(), x)[0]
-    want = torch.autograd.grad((torch.linalg.matrix_exp(x) * w).sum(), x)[0]
-    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-4 * want.abs().max().item())
+    a, b, coords = _linear_case(g)
+    ref = _linear_oracle(a, b, coords)
+    norm = torch.linalg.matrix_norm(ref.new_tensor(0) + coords[:, 0, None, None, None].double() * a.double()
+                                    + coords[:, 1, None, None, None].double() * b.double(), ord=2)
+    assert norm.max() > 1000 and norm.min() == 0
+    ours = (expm_linear(expm_polynomial(a, b), coords).double() - ref).abs().amax(dim=(-1, -2))
+    arg = coords[:, 0, None, None, None] * a + coords[:, 1, None, None, None] * b
+    theirs = (torch.linalg.matrix_exp(arg).double() - ref).abs().amax(dim=(-1, -2))
+    assert (ours <= 8 * EPS32 * (1 + norm)).all(), f"worst error / bound {(ours / (EPS32 * (1 + norm))).max():.2f}"
+    assert ours.max() <= 4 * theirs.max()
+    a64, b64, c64 = a.double(), b.double(), coords.double()
+    torch.testing.assert_close(expm_linear(expm_polynomial(a64, b64), c64), ref, rtol=0,
+                               atol=1e-12 * (1 + norm.max().item()))
+
+
+def test_expm_linear_gradients_match_torch_and_differentiate_twice():
+    """Gradients to the generators (recomputed squarings in the backward) equal those through
+    ``torch.linalg.matrix_exp`` (float32), pass gradcheck in float64, and a second derivative runs (gradgradcheck)."""
+    from ropevit_dense.rope.expm import expm_linear, expm_polynomial
+
+    g = torch.Generator().manual_seed(6)
+    a, b, coords = _linear_case(g, pairs=3, n=4)
+    coords = coords[:12] / 8  # norms up to ~40: several squaring counts among the tokens
+    w = torch.randn(coords.shape[0], 3, 4, 4, generator=g)
+    a1, b1 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    got = torch.autograd.grad((expm_linear(expm_polynomial(a1, b1), coords) * w).sum(), (a1, b1))
+    arg = coords[:, 0, None, None, None] * a1 + coords[:, 1, None, None, None] * b1
+    want = torch.autograd.grad((torch.linalg.matrix_exp(arg) * w).sum(), (a1, b1))
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4 * y.abs().max().item())
+
+    def fn(a_, b_):
+        return expm_linear(expm_polynomial(a_ - a_.mT, b_ - b_.mT), coords.double()[:6])
+
+    a64, b64 = (t.double().triu(1).requires_grad_(True) for t in (a[:2] / 4, b[:2] / 4))
+    torch.autograd.gradcheck(fn, (a64, b64))
+    torch.autograd.gradgradcheck(fn, (a64, b64), fast_mode=True)
+
+
+def test_expm_linear_rejects_what_it_cannot_compute():
+    from ropevit_dense.rope.expm import expm_polynomial
+
+    with pytest.raises(ValueError, match="float32 or float64"):
+        expm_polynomial(torch.zeros(2, 4, 4, dtype=torch.bfloat16), torch.zeros(2, 4, 4, dtype=torch.bfloat16))
+    with pytest.raises(ValueError, match=r"\(G, n, n\)"):
+        expm_polynomial(torch.zeros(2, 4, 4), torch.zeros(3, 4, 4))
+
+
+@pytest.mark.parametrize("mode", ["liere", "comrope-ap"])
+def test_generator_polynomial_is_kept_in_inference_until_the_generators_change(mode):
+    """The position-independent coefficients of the block exponential (LieRE; ComRoPE with odd blocks) are
+    computed once for repeated inference, afresh after an in-place update and whenever gradients are recorded."""
+    import ropevit_dense.rope.generators as generators
+
+    module = _module(mode, block_size=3, head_dim=12)
+    coords = grid_coords(4, 5)
+    calls = []
+    real = generators.generator_polynomial
+
+    def counting(gen):
+        calls.append(1)
+        return real(gen)
+
+    generators.generator_polynomial = counting
+    try:
+        with torch.no_grad():
+            first = module(coords).blocks
+            again = module(coords).blocks
+            assert len(calls) == 1
+            module.generators.mul_(1.5)
+            changed = module(coords).blocks
+            assert len(calls) == 2
+        fresh = module(coords).blocks
+        assert len(calls) == 3 and fresh.requires_grad
+    finally:
+        generators.generator_polynomial = real
+    torch.testing.assert_close(again, first, rtol=0, atol=0)
+    torch.testing.assert_close(fresh.detach(), changed, rtol=0, atol=0)
+    assert not torch.equal(changed, first)
 
 
 @pytest.mark.parametrize("mode", ["comrope-ap", "comrope-ld"])
