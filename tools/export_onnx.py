@@ -37,6 +37,7 @@ from torch import nn
 
 from ropevit_dense import RoPESwin, RoPEViT
 from ropevit_dense.checkpoints import CheckpointError
+from ropevit_dense.rope import ComRoPEAP, ComRoPELD, LieRE
 from ropevit_dense.tools_utils import (
     ToolError,
     add_backbone_arguments,
@@ -133,8 +134,10 @@ def export(model: nn.Module, path: Path, size: tuple[int, int], opset: Optional[
                 from None
         except Exception as exc:  # noqa: BLE001 - torch.onnx raises many types; name the failing construct
             text = str(exc)
-            hint = (" (ONNX has no matrix exponential: the LieRE / ComRoPE position modes cannot be exported)"
-                    if "linalg_matrix_exp" in text else "")
+            generator_modes = any(isinstance(mod, (LieRE, ComRoPEAP, ComRoPELD)) for mod in model.modules())
+            hint = (" (the LieRE / ComRoPE position modes cannot be exported: LieRE's exponentials take a number of "
+                    "squarings that depends on the generators' values, ComRoPE an eigendecomposition; ONNX expresses "
+                    "neither)" if generator_modes else "")
             text = re.sub(r"\x1b\[[0-9;]*m", "", text)  # the exporter colours its messages
             text = text.split("## Exception summary", 1)[-1]  # its own summary, when it wrote one
             summary = " ".join(line.strip() for line in text.splitlines() if line.strip())[:500]
