@@ -95,10 +95,10 @@ def _bmm_square(src: torch.Tensor, out: torch.Tensor) -> None:
 
 class _PolySquare(torch.autograd.Function):
     """``poly = mono @ coeffs``, rows sorted by their number of squarings (descending), squared in place on the
-    prefix each step needs, rows handed back in token order.
+    prefix each step needs, rows handed back in their order before the sort (sorted row ``i`` was row ``order[i]``).
 
     Forward: the polynomial goes into the second of two buffers and the steps alternate between them, so a row with
-    ``k`` steps ends in buffer ``(k - 1) mod 2``; one gather returns every row from its buffer in token order. The
+    ``k`` steps ends in buffer ``(k - 1) mod 2``; one gather returns every row from its buffer in that order. The
     backward recomputes the polynomial and the steps instead of keeping them (``s`` tables per layer)."""
 
     @staticmethod
@@ -187,11 +187,60 @@ def expm_polynomial(a: torch.Tensor, b: torch.Tensor) -> ExpmPolynomial:
     return ExpmPolynomial(tuple(groups), order)
 
 
+class _Doublings(NamedTuple):
+    primary: torch.Tensor  # (P,) tokens computed by the polynomial and squarings
+    parents: list[torch.Tensor]  # per level, the row of each token's half-position token in the previous level
+    rows: torch.Tensor  # (N,) row of each token in the concatenation of the levels (primary first)
+
+
+def _doublings(coords: torch.Tensor) -> Optional[_Doublings]:
+    """Tokens whose rotation is the square of another token's: ``expm(2 M) = expm(M)^2``, and ``M`` is linear in the
+    position, so a token at ``(2i, 2j)`` (both even, not the origin) is its half-position token's rotation squared
+    when ``(i, j)`` is a token too: one product instead of a polynomial and a few squarings (a quarter of a grid's
+    tokens). Levels: a token's half-position token may itself be derived (``(4i, 4j)`` from ``(2i, 2j)``). None when
+    the positions are not integers (fractional grids) or nothing is derived."""
+    num = coords.shape[0]
+    if num < 4 or not torch.equal(coords, coords.round()):
+        return None
+    c = coords.to(torch.int64)
+    lo, span = c.amin(0), c.amax(0) - c.amin(0) + 1
+    if int(span[0]) * int(span[1]) > 16 * num:  # sparse positions: no lookup table over their range
+        return None
+    lookup = torch.full((int(span[0] * span[1]),), -1, dtype=torch.int64, device=c.device)
+    lookup[(c[:, 0] - lo[0]) * span[1] + (c[:, 1] - lo[1])] = torch.arange(num, device=c.device)
+    half = torch.div(c, 2, rounding_mode="floor")
+    derived = (c % 2 == 0).all(-1) & (c != 0).any(-1) & ((half >= lo) & (half < lo + span)).all(-1)
+    inside = torch.minimum(torch.maximum(half, lo), lo + span - 1)
+    parent = torch.where(derived, lookup[(inside[:, 0] - lo[0]) * span[1] + (inside[:, 1] - lo[1])], -1)
+    derived = parent >= 0
+    if not derived.any():
+        return None
+    depth = torch.zeros(num, dtype=torch.int64, device=c.device)
+    while True:  # a half-position is nearer the origin: this ends after log2(range) rounds
+        new = torch.where(derived, depth[parent.clamp(min=0)] + 1, 0)
+        if torch.equal(new, depth):
+            break
+        depth = new
+    rows = torch.empty(num, dtype=torch.int64, device=c.device)
+    primary = (depth == 0).nonzero().squeeze(1)
+    rows[primary] = torch.arange(len(primary), device=c.device)
+    parents, start, prev = [], len(primary), 0
+    for level in range(1, int(depth.max()) + 1):
+        tokens = (depth == level).nonzero().squeeze(1)
+        parents.append(rows[parent[tokens]] - prev)
+        rows[tokens] = torch.arange(start, start + len(tokens), device=c.device)
+        prev, start = start, start + len(tokens)
+    return _Doublings(primary, parents, rows)
+
+
 def _expm_group(group: _Group, coords: torch.Tensor) -> torch.Tensor:
     coeffs, norm_a, norm_b, unit = group
     dtype = coeffs.dtype
     degree, theta = _DEGREE[dtype], _THETA[dtype]
-    x, y = coords[:, 0], coords[:, 1]
+    with torch.no_grad():
+        doublings = _doublings(coords)
+    own = coords if doublings is None else coords[doublings.primary]
+    x, y = own[:, 0], own[:, 1]
     with torch.no_grad():
         bound = (x.abs()[:, None] * norm_a + y.abs()[:, None] * norm_b).amax(-1)  # >= ||x a_g + y b_g||_2, all g
         steps = torch.ceil(torch.log2(bound / theta)).clamp(min=0).to(torch.int64)
@@ -200,7 +249,14 @@ def _expm_group(group: _Group, coords: torch.Tensor) -> torch.Tensor:
         counts = [int(c) for c in (steps[None, :] > torch.arange(max_steps, device=steps.device)[:, None]).sum(-1)]
         scale = torch.exp2(-steps.to(dtype)) * unit
     mono = _monomials(x[order] * scale, y[order] * scale, degree)  # (N, monomials), tokens in squaring order
-    return _PolySquare.apply(mono, coeffs, counts, steps, order)
+    out = _PolySquare.apply(mono, coeffs, counts, steps, order)
+    if doublings is None:
+        return out
+    levels = [out]
+    for parents in doublings.parents:
+        half = levels[-1].index_select(0, parents)
+        levels.append(half @ half)
+    return torch.cat(levels).index_select(0, doublings.rows)
 
 
 @torch.compiler.disable

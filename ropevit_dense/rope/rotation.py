@@ -341,11 +341,25 @@ def _rotate_blocks(x: torch.Tensor, blocks: torch.Tensor) -> torch.Tensor:
     width = num_blocks * b
     if width > x.shape[-1]:
         raise ValueError(f"apply_rope: {num_blocks} blocks of {b} channels do not fit head_dim={x.shape[-1]}")
-    # A batched product over (head, token, block), the q / k batch riding along: no dense head_dim x head_dim
-    # matrix and no copy of the table per image. Autocast is off so the product stays in x's dtype.
+    # A batched product over (head, token, block) with the queries and keys of every image as the rows of each
+    # product (x R^T): no dense head_dim x head_dim matrix and no copy of the table per image. The rows are gathered
+    # as whole b-channel runs; an einsum over the same indices moved single channels (b-strided copies), 1.3-2x
+    # slower for a batch of 1. Autocast is off so the product stays in x's dtype.
+    xb = x[..., :width].unflatten(-1, (num_blocks, b))  # (..., heads, N, nb, b)
+    heads, n = xb.shape[-4], xb.shape[-3]
+    flat = xb.reshape(-1, heads, n, num_blocks, b)  # (L, heads, N, nb, b)
+    lead = flat.shape[0]
+    if blocks.shape[0] == 1 and heads > 1:  # one table for every head: the heads join the rows
+        rows = flat.permute(2, 3, 0, 1, 4).reshape(1, n, num_blocks, lead * heads, b)
+    else:
+        rows = flat.permute(1, 2, 3, 0, 4)  # (heads, N, nb, L, b)
     with torch.autocast(device_type=x.device.type, enabled=False):
-        out = torch.einsum("hnkij,...hnkj->...hnki", blocks.to(x.dtype), x[..., :width].unflatten(-1, (num_blocks, b)))
-    out = out.flatten(-2)
+        out = torch.matmul(rows, blocks.to(x.dtype).transpose(-1, -2))
+    if blocks.shape[0] == 1 and heads > 1:
+        out = out.view(n, num_blocks, lead, heads, b).permute(2, 3, 0, 1, 4)
+    else:
+        out = out.permute(3, 0, 1, 2, 4)
+    out = out.reshape(*xb.shape[:-2], width)
     return out if width == x.shape[-1] else torch.cat((out, x[..., width:]), dim=-1)
 
 

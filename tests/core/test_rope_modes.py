@@ -765,6 +765,33 @@ def test_expm_linear_gradients_match_torch_and_differentiate_twice():
     torch.autograd.gradgradcheck(fn, (a64, b64), fast_mode=True)
 
 
+def test_expm_linear_squares_half_position_rotations_on_integer_grids():
+    """On an integer grid a token at ``(2i, 2j)`` is the square of the token at ``(i, j)`` (several levels deep, both
+    signs, a grid not at the origin): values against the float64 oracle as for any token, gradients as torch's."""
+    from ropevit_dense.rope.expm import _doublings, expm_linear, expm_polynomial
+
+    g = torch.Generator().manual_seed(7)
+    a, b, _ = _linear_case(g, pairs=4, n=4)
+    a, b = a[1:] / 4, b[1:] / 4  # norms within a factor 10: one or two groups
+    ys, xs = torch.meshgrid(torch.arange(-6.0, 10.0), torch.arange(-3.0, 13.0), indexing="ij")
+    coords = torch.stack((xs.flatten(), ys.flatten()), -1)[torch.randperm(256, generator=g)]
+    plan = _doublings(coords)
+    assert plan is not None and len(plan.parents) >= 2 and len(plan.primary) < 0.8 * len(coords)
+    assert _doublings(coords + 0.5) is None  # fractional positions: every token computed
+    ref = _linear_oracle(a, b, coords)
+    norm = torch.linalg.matrix_norm(coords[:, 0, None, None, None].double() * a.double()
+                                    + coords[:, 1, None, None, None].double() * b.double(), ord=2)
+    err = (expm_linear(expm_polynomial(a, b), coords).double() - ref).abs().amax(dim=(-1, -2))
+    assert (err <= 8 * EPS32 * (1 + norm)).all(), f"worst error / bound {(err / (EPS32 * (1 + norm))).max():.2f}"
+    w = torch.randn(len(coords), 3, 4, 4, generator=g)
+    a1, b1 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    got = torch.autograd.grad((expm_linear(expm_polynomial(a1, b1), coords) * w).sum(), (a1, b1))
+    arg = coords[:, 0, None, None, None] * a1 + coords[:, 1, None, None, None] * b1
+    want = torch.autograd.grad((torch.linalg.matrix_exp(arg) * w).sum(), (a1, b1))
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4 * y.abs().max().item())
+
+
 def test_expm_linear_rejects_what_it_cannot_compute():
     from ropevit_dense.rope.expm import expm_polynomial
 
