@@ -714,9 +714,24 @@ def _linear_case(g: torch.Generator, pairs: int = 6, n: int = 8, dtype=torch.flo
     return a.to(dtype), b.to(dtype), coords.to(dtype)
 
 
+def _linear_arg(a, b, coords):
+    """``x a_g + y b_g`` per (token, pair), in the inputs' dtype."""
+    return coords[:, 0, None, None, None] * a + coords[:, 1, None, None, None] * b
+
+
 def _linear_oracle(a, b, coords):
-    return _expm_oracle(coords[:, 0, None, None, None].double() * a.double()
-                        + coords[:, 1, None, None, None].double() * b.double())
+    return _expm_oracle(_linear_arg(a.double(), b.double(), coords.double()))
+
+
+def _assert_gradients_match_torch(a, b, coords, w):
+    """Gradients of ``sum(expm_linear * w)`` to ``a`` and ``b`` against those through ``torch.linalg.matrix_exp``."""
+    from ropevit_dense.rope.expm import expm_linear, expm_polynomial
+
+    a1, b1 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
+    got = torch.autograd.grad((expm_linear(expm_polynomial(a1, b1), coords) * w).sum(), (a1, b1))
+    want = torch.autograd.grad((torch.linalg.matrix_exp(_linear_arg(a1, b1, coords)) * w).sum(), (a1, b1))
+    for x, y in zip(got, want):
+        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4 * y.abs().max().item())
 
 
 def test_expm_linear_matches_the_float64_exponential_and_torch_in_float32():
@@ -728,12 +743,10 @@ def test_expm_linear_matches_the_float64_exponential_and_torch_in_float32():
     g = torch.Generator().manual_seed(5)
     a, b, coords = _linear_case(g)
     ref = _linear_oracle(a, b, coords)
-    norm = torch.linalg.matrix_norm(ref.new_tensor(0) + coords[:, 0, None, None, None].double() * a.double()
-                                    + coords[:, 1, None, None, None].double() * b.double(), ord=2)
+    norm = torch.linalg.matrix_norm(_linear_arg(a.double(), b.double(), coords.double()), ord=2)
     assert norm.max() > 1000 and norm.min() == 0
     ours = (expm_linear(expm_polynomial(a, b), coords).double() - ref).abs().amax(dim=(-1, -2))
-    arg = coords[:, 0, None, None, None] * a + coords[:, 1, None, None, None] * b
-    theirs = (torch.linalg.matrix_exp(arg).double() - ref).abs().amax(dim=(-1, -2))
+    theirs = (torch.linalg.matrix_exp(_linear_arg(a, b, coords)).double() - ref).abs().amax(dim=(-1, -2))
     assert (ours <= 8 * EPS32 * (1 + norm)).all(), f"worst error / bound {(ours / (EPS32 * (1 + norm))).max():.2f}"
     assert ours.max() <= 4 * theirs.max()
     a64, b64, c64 = a.double(), b.double(), coords.double()
@@ -749,13 +762,7 @@ def test_expm_linear_gradients_match_torch_and_differentiate_twice():
     g = torch.Generator().manual_seed(6)
     a, b, coords = _linear_case(g, pairs=3, n=4)
     coords = coords[:12] / 8  # norms up to ~40: several squaring counts among the tokens
-    w = torch.randn(coords.shape[0], 3, 4, 4, generator=g)
-    a1, b1 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
-    got = torch.autograd.grad((expm_linear(expm_polynomial(a1, b1), coords) * w).sum(), (a1, b1))
-    arg = coords[:, 0, None, None, None] * a1 + coords[:, 1, None, None, None] * b1
-    want = torch.autograd.grad((torch.linalg.matrix_exp(arg) * w).sum(), (a1, b1))
-    for x, y in zip(got, want):
-        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4 * y.abs().max().item())
+    _assert_gradients_match_torch(a, b, coords, torch.randn(coords.shape[0], 3, 4, 4, generator=g))
 
     def fn(a_, b_):
         return expm_linear(expm_polynomial(a_ - a_.mT, b_ - b_.mT), coords.double()[:6])
@@ -779,17 +786,10 @@ def test_expm_linear_squares_half_position_rotations_on_integer_grids():
     assert plan is not None and len(plan.parents) >= 2 and len(plan.primary) < 0.8 * len(coords)
     assert _doublings(coords + 0.5) is None  # fractional positions: every token computed
     ref = _linear_oracle(a, b, coords)
-    norm = torch.linalg.matrix_norm(coords[:, 0, None, None, None].double() * a.double()
-                                    + coords[:, 1, None, None, None].double() * b.double(), ord=2)
+    norm = torch.linalg.matrix_norm(_linear_arg(a.double(), b.double(), coords.double()), ord=2)
     err = (expm_linear(expm_polynomial(a, b), coords).double() - ref).abs().amax(dim=(-1, -2))
     assert (err <= 8 * EPS32 * (1 + norm)).all(), f"worst error / bound {(err / (EPS32 * (1 + norm))).max():.2f}"
-    w = torch.randn(len(coords), 3, 4, 4, generator=g)
-    a1, b1 = a.clone().requires_grad_(True), b.clone().requires_grad_(True)
-    got = torch.autograd.grad((expm_linear(expm_polynomial(a1, b1), coords) * w).sum(), (a1, b1))
-    arg = coords[:, 0, None, None, None] * a1 + coords[:, 1, None, None, None] * b1
-    want = torch.autograd.grad((torch.linalg.matrix_exp(arg) * w).sum(), (a1, b1))
-    for x, y in zip(got, want):
-        torch.testing.assert_close(x, y, rtol=1e-4, atol=1e-4 * y.abs().max().item())
+    _assert_gradients_match_torch(a, b, coords, torch.randn(len(coords), 3, 4, 4, generator=g))
 
 
 def test_expm_linear_rejects_what_it_cannot_compute():
